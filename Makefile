@@ -1,0 +1,30 @@
+# Every workflow of the project is a target here. `make help` lists them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export MOODLE_ARCHIVER_CACHE_DIR ?= $(HOME)/.cache/moodle-archive-operator
+PYTEST_ARGS ?=
+
+.PHONY: help setup test lint demo bench clean
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+setup: ## install Debian packages, the .venv and MathJax (idempotent)
+	@scripts/setup.sh
+
+test: setup ## run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check job-image operator tests bench
+
+demo: setup ## archive a quiz of a fake Moodle end to end
+	$(PY) -m tests.fakemoodle.demo
+
+bench: setup ## run the benchmarks in bench/
+	$(PY) bench/runner_bench.py
+
+clean: ## remove the venv and build leftovers (caches outside the repo stay)
+	rm -rf $(VENV) build *.egg-info
+
+-include mk/*.mk

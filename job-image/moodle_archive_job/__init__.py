@@ -1,0 +1,1 @@
+"""The job runner: one archive task, run inside one Kubernetes job pod."""

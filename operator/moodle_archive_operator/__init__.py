@@ -1,0 +1,1 @@
+"""The control plane: the gateway (HTTP API for Moodle) and the Kopf operator."""

@@ -1,0 +1,3 @@
+"""Shared pytest configuration. Fixture plugins of each tier are listed here."""
+
+pytest_plugins: list[str] = []
