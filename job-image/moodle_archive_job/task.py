@@ -39,7 +39,7 @@ class PaperFormat(StrEnum):
 
     @classmethod
     def parse(cls, value: str) -> PaperFormat:
-        """Accept the plugin's values case-insensitively (the reference worker only took A-formats)."""
+        """Accept any case (the reference worker only took the A formats)."""
         for member in cls:
             if member.value.lower() == value.strip().lower():
                 return member
