@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Build the local control plane's binaries from pinned Go modules (the Go module proxy only).
+#
+#   cluster/build-tools.sh [build]   build into the cache unless already there (idempotent)
+#   cluster/build-tools.sh sync      rewrite cluster/gomod/go.mod and go.sum from versions.env
+#   cluster/build-tools.sh bin-dir   print the directory that holds (or will hold) the binaries
+#
+# Versions: cluster/versions.env (the only place they are set).
+# Binaries: $MOODLE_ARCHIVER_CACHE_DIR/k8s-<KUBERNETES_VERSION>/bin, reused while the stamp
+# (a hash of versions.env, go.mod, go.sum and the build flags) matches.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+gomod="$here/gomod"
+versions_file="$here/versions.env"
+# shellcheck source=versions.env
+source "$versions_file"
+
+cache_root="${MOODLE_ARCHIVER_CACHE_DIR:-$HOME/.cache/moodle-archive-operator}"
+tools_dir="$cache_root/k8s-$KUBERNETES_VERSION"
+bin_dir="$tools_dir/bin"
+stamp_file="$tools_dir/.stamp"
+
+# binary name -> Go package (all main packages are `tool` lines of cluster/gomod/go.mod)
+tools=(
+  "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver"
+  "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager"
+  "kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler"
+  "kubelet=k8s.io/kubernetes/cmd/kubelet"
+  "kubectl=k8s.io/kubernetes/cmd/kubectl"
+  "etcd=go.etcd.io/etcd/server/v3"
+  "kwok=sigs.k8s.io/kwok/cmd/kwok"
+  "helm=helm.sh/helm/v3/cmd/helm"
+  "crictl=sigs.k8s.io/cri-tools/cmd/crictl"
+)
+# module -> version that go.mod must resolve to
+pinned_modules=(
+  "k8s.io/kubernetes=$KUBERNETES_VERSION"
+  "go.etcd.io/etcd/server/v3=$ETCD_VERSION"
+  "sigs.k8s.io/kwok=$KWOK_VERSION"
+  "helm.sh/helm/v3=$HELM_VERSION"
+  "sigs.k8s.io/cri-tools=$CRI_TOOLS_VERSION"
+)
+
+log() { echo "cluster-tools: $*"; }
+die() { echo "cluster-tools: ERROR: $*" >&2; exit 1; }
+
+export GOFLAGS="-mod=mod -buildvcs=false"
+export CGO_ENABLED=0
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+
+ldflags() {
+  local kv="${KUBERNETES_VERSION#v}" major minor
+  major="${kv%%.*}"; minor="${kv#*.}"; minor="${minor%%.*}"
+  local flags="-s -w"
+  local pkg
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    flags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major"
+    flags+=" -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    flags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  flags+=" -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
+  flags+=" -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${KUBERNETES_VERSION#v}"
+  flags+=" -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  flags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major"
+  flags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+  flags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major"
+  flags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+  flags+=" -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
+  echo "$flags"
+}
+
+stamp() {
+  { cat "$versions_file" "$gomod/go.mod" "$gomod/go.sum"; ldflags; go version; } | sha256sum | cut -c1-64
+}
+
+sync_gomod() {
+  command -v go >/dev/null || die "go not found on PATH"
+  log "rewriting $gomod/go.mod from $versions_file"
+  local kmod staging m entry
+  kmod="$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
+    sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  [ -f "$kmod" ] || die "could not download k8s.io/kubernetes@$KUBERNETES_VERSION"
+  # the staging modules are the ones k8s.io/kubernetes replaces with ./staging/src/...
+  staging="$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$kmod")"
+  [ -n "$staging" ] || die "no staging replace lines found in $kmod"
+  cd "$gomod"
+  rm -f go.mod go.sum
+  go mod init moodle-archive-operator/cluster-tools >/dev/null 2>&1
+  go mod edit -go=1.24.0 -godebug=default=go1.24
+  for m in $staging; do go mod edit "-replace=$m=$m@$KUBERNETES_STAGING_VERSION"; done
+  for entry in "${pinned_modules[@]}"; do go mod edit "-require=${entry%%=*}@${entry#*=}"; done
+  for entry in "${tools[@]}"; do go mod edit "-tool=${entry#*=}"; done
+  log "go mod tidy (downloads the modules once)"
+  go mod tidy
+  check_gomod
+  log "done: commit cluster/gomod/go.mod and cluster/gomod/go.sum"
+}
+
+check_gomod() {
+  local entry mod want got
+  for entry in "${pinned_modules[@]}"; do
+    mod="${entry%%=*}"; want="${entry#*=}"
+    got="$(cd "$gomod" && go list -m -f '{{.Version}}' "$mod")"
+    [ "$got" = "$want" ] ||
+      die "cluster/gomod resolves $mod to $got, versions.env says $want: run \`cluster/build-tools.sh sync\`"
+  done
+  got="$(cd "$gomod" && go list -m -f '{{if .Replace}}{{.Replace.Version}}{{end}}' k8s.io/api)"
+  [ "$got" = "$KUBERNETES_STAGING_VERSION" ] ||
+    die "cluster/gomod maps k8s.io/api to '$got', versions.env says $KUBERNETES_STAGING_VERSION: run \`cluster/build-tools.sh sync\`"
+}
+
+all_present() {
+  local entry
+  for entry in "${tools[@]}"; do [ -x "$bin_dir/${entry%%=*}" ] || return 1; done
+}
+
+build() {
+  command -v go >/dev/null || die "go not found on PATH (the build needs the Go toolchain)"
+  local want
+  want="$(stamp)"
+  if all_present && [ "$(cat "$stamp_file" 2>/dev/null)" = "$want" ]; then
+    log "up to date: $bin_dir (Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, KWOK $KWOK_VERSION, Helm $HELM_VERSION)"
+    return 0
+  fi
+  check_gomod
+  local tmp="$tools_dir/bin.tmp" entry pkgs=()
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  for entry in "${tools[@]}"; do pkgs+=("${entry#*=}"); done
+  log "building Kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl), etcd $ETCD_VERSION, KWOK $KWOK_VERSION, Helm $HELM_VERSION, crictl $CRI_TOOLS_VERSION"
+  log "into $bin_dir with $(go version | awk '{print $3}') on $(nproc) cores; a cold build takes a while"
+  local start=$SECONDS
+  (cd "$gomod" && go build -trimpath -ldflags "$(ldflags)" -o "$tmp/" "${pkgs[@]}")
+  # `go build -o dir/` names go.etcd.io/etcd/server/v3 after its last non-version element
+  [ -f "$tmp/server" ] && mv "$tmp/server" "$tmp/etcd"
+  for entry in "${tools[@]}"; do
+    [ -x "$tmp/${entry%%=*}" ] || die "build produced no ${entry%%=*} in $tmp"
+  done
+  rm -rf "$bin_dir"; mv "$tmp" "$bin_dir"
+  echo "$want" >"$stamp_file"
+  log "built in $((SECONDS - start)) s: $(cd "$bin_dir" && echo *)"
+}
+
+case "${1:-build}" in
+  build) build ;;
+  sync) sync_gomod ;;
+  bin-dir) echo "$bin_dir" ;;
+  *) die "usage: $0 [build|sync|bin-dir]" ;;
+esac
