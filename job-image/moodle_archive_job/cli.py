@@ -1,0 +1,151 @@
+"""`moodle-archiver`: one command for the job runner, the gateway and the operator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+
+from pydantic import SecretStr, ValidationError
+
+from .logs import configure_logging, register_secret
+from .pipeline import JobContext, run_job
+from .progress import FanOut, LogSink, Phase, ProgressSink, TerminalSink
+from .request_parsing import RequestRejected, detect_protocol, parse_archive_request
+from .settings import RunnerSettings
+from .task import ArchiveTask
+from .version import VERSION
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID_INPUT = 2
+EXIT_TIMEOUT = 3
+
+
+class InputError(Exception):
+    pass
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moodle-archiver", description="Moodle quiz archive worker for Kubernetes."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run-job",
+        help="run one archive task",
+        description="Run one archive task and hand the archive to Moodle. Exit codes: "
+        "0 Moodle accepted the archive, 1 the job failed (Moodle was told FAILED), "
+        "2 invalid input, 3 runtime limit reached (Moodle was told TIMEOUT).",
+    )
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--request", type=Path,
+                        help="a plugin request body (quiz_archiver v7 or archivingmod_quiz v1)")
+    source.add_argument("--task", type=Path,
+                        help="a normalised task (JSON of ArchiveTask), as mounted into job pods")
+    run.add_argument("--token-file", type=Path,
+                     help="file holding the Moodle token (required with --task)")
+    run.add_argument("--job-id", required=True,
+                     help="the job id the worker returned to Moodle (a UUID)")
+    run.add_argument("--keep-archive", type=Path, help="also keep a copy of the ZIP here")
+    run.add_argument("--log-format", choices=("auto", "json", "text"), default="auto")
+
+    sub.add_parser("gateway", help="serve the HTTP endpoint Moodle posts tasks to",
+                   add_help=False)
+    sub.add_parser("operator", help="run the Kopf operator", add_help=False)
+    return parser
+
+
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InputError(f"{path} is not valid JSON: {exc}") from None
+
+
+def load_task(args: argparse.Namespace) -> tuple[ArchiveTask, SecretStr]:
+    if args.request is not None:
+        payload = _load_json(args.request)
+        try:
+            parsed = parse_archive_request(payload, detect_protocol(payload))
+        except RequestRejected as exc:
+            raise InputError(f"the request is invalid: {exc.message}") from None
+        return parsed.task, parsed.token
+    if args.token_file is None:
+        raise InputError("--task needs --token-file")
+    try:
+        task = ArchiveTask.model_validate(_load_json(args.task))
+    except ValidationError as exc:
+        raise InputError(f"{args.task} is not a valid task: {exc.errors()[0]['msg']}") from None
+    try:
+        token = args.token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise InputError(f"cannot read the token file: {exc.strerror}") from None
+    if not token:
+        raise InputError("the token file is empty")
+    return task, SecretStr(token)
+
+
+def _check_job_id(job_id: str) -> str:
+    try:
+        return str(uuid.UUID(job_id))
+    except ValueError:
+        raise InputError(f"--job-id must be a UUID, got {job_id!r}") from None
+
+
+def run_job_command(args: argparse.Namespace, extra_sinks: tuple[ProgressSink, ...] = ()) -> int:
+    settings = RunnerSettings()
+    json_lines = {"auto": None, "json": True, "text": False}[args.log_format]
+    interactive = sys.stderr.isatty() if json_lines is None else not json_lines
+    configure_logging(settings.log_level if not interactive else "WARNING",
+                      json_lines=not interactive)
+    try:
+        job_id = _check_job_id(args.job_id)
+        task, token = load_task(args)
+    except InputError as exc:
+        print(f"moodle-archiver: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    register_secret(token.get_secret_value())
+    sink = FanOut(TerminalSink() if interactive else LogSink(), *extra_sinks)
+    outcome = asyncio.run(run_job(JobContext(
+        task=task, token=token, job_id=job_id, settings=settings, sink=sink,
+        keep_archive=args.keep_archive,
+    )))
+    if outcome.phase is Phase.SUCCEEDED:
+        print(outcome.message, file=sys.stderr if not interactive else sys.stdout)
+        return EXIT_OK
+    print(f"moodle-archiver: {outcome.phase}: {outcome.message}", file=sys.stderr)
+    return EXIT_TIMEOUT if outcome.phase is Phase.TIMED_OUT else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("gateway", "operator"):
+        return _control_plane(argv[0], argv[1:])
+    args = _build_parser().parse_args(argv)
+    return run_job_command(args)
+
+
+def _control_plane(command: str, argv: list[str]) -> int:
+    try:
+        if command == "gateway":
+            from moodle_archive_operator.gateway.__main__ import run_gateway
+
+            return run_gateway(argv)
+        from moodle_archive_operator.operator_main import run_operator
+
+        return run_operator(argv)
+    except ImportError as exc:
+        print(f"moodle-archiver: {command} is not available: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

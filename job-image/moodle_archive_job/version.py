@@ -1,0 +1,6 @@
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    VERSION = version("moodle-archive-operator")
+except PackageNotFoundError:  # running from a source tree without installation
+    VERSION = "0.0.0+unknown"
