@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from moodle_archive_job.request_parsing import (
     MSG_MISSING,
     MSG_STRUCTURE,
@@ -13,7 +14,6 @@ from moodle_archive_job.request_parsing import (
     parse_archive_request,
 )
 from moodle_archive_job.task import PaperFormat, Protocol
-
 from tests.unit.request_bodies import BASE, TOKEN, v1_body, v7_body
 
 V7 = Protocol.QUIZ_ARCHIVER_V7
