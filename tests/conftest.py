@@ -1,3 +1,3 @@
 """Shared pytest configuration. Fixture plugins of each tier are listed here."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.support.cluster_fixtures"]

@@ -1,0 +1,1 @@
+"""Test support code: the local Kubernetes control plane and its pytest fixtures."""
