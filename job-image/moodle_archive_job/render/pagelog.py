@@ -1,0 +1,55 @@
+"""DEBUG logging of what happens in a report page, and counts for the RenderResult."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from playwright.async_api import ConsoleMessage, Page, Request
+
+from .urls import loggable_url, redact_urls
+
+logger = logging.getLogger(__name__)
+
+_MAX_TEXT = 500
+
+
+@dataclass
+class PageEvents:
+    label: str  # which attempt, for log lines from concurrent renders
+    page_errors: int = 0
+    failed_requests: int = 0
+    crashed: bool = False
+
+    def attach(self, page: Page) -> None:
+        page.on("console", self._console)
+        page.on("pageerror", self._page_error)
+        page.on("crash", self._crash)
+        page.on("requestfailed", self._request_failed)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s console.%s: %s", self.label, message.type, _clip(message.text))
+
+    def _page_error(self, error: Exception) -> None:
+        self.page_errors += 1
+        logger.debug("%s page error: %s", self.label, _clip(str(error)))
+
+    def _crash(self, _page: Page) -> None:
+        self.crashed = True
+        logger.warning("%s: the page crashed", self.label)
+
+    def _request_failed(self, request: Request) -> None:
+        self.failed_requests += 1
+        logger.debug(
+            "%s request failed: %s %s (%s)",
+            self.label,
+            request.method,
+            loggable_url(request.url),
+            request.failure or "unknown error",
+        )
+
+
+def _clip(text: str) -> str:
+    text = redact_urls(text)
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."

@@ -1,0 +1,264 @@
+"""One Chromium per job, one fresh browser context per attempt report."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from moodle_archive_job.settings import RunnerSettings
+from moodle_archive_job.task import PaperFormat
+
+from .chromium import launch_args, proxy_settings
+from .errors import ReadinessTimeout, RenderError, first_line
+from .pagelog import PageEvents
+from .paper import paper_size_css
+from .readiness import ProbeConfig, ProbeReport, probe_snapshot, wait_until_ready
+from .result import ReadyState, RenderResult
+from .routes import RouteLog, install_routes, moodle_roots
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STALL_GRACE_SEC = 10.0
+_PRINT_TIMEOUT_SEC = 120.0
+_DEMO_SCRIPT = resources.files(__package__).joinpath("demo.js").read_text("utf-8")
+
+
+class Renderer:
+    """Turns Moodle attempt reports into PDFs with one headless Chromium.
+
+    `render_pdf` may run concurrently from several tasks: each call gets its own browser
+    context (no cookies, cache or routes shared between attempts, memory freed per attempt).
+    """
+
+    def __init__(
+        self,
+        settings: RunnerSettings,
+        *,
+        stall_grace_sec: float = DEFAULT_STALL_GRACE_SEC,
+        extra_browser_args: Sequence[str] = (),
+    ) -> None:
+        self._settings = settings
+        self._extra_args = tuple(extra_browser_args)
+        self._probe = ProbeConfig(
+            prevent_login_redirect=settings.prevent_redirect_to_login,
+            stall_grace_sec=min(stall_grace_sec, settings.wait_for_ready_signal_timeout_sec),
+        ).script()
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._numbers = itertools.count(1)
+
+    async def __aenter__(self) -> Renderer:
+        self._playwright = await async_playwright().start()
+        try:
+            self._browser = await self._playwright.chromium.launch(
+                executable_path=self._settings.chromium_path,
+                args=launch_args(self._extra_args),
+                proxy=proxy_settings(self._settings),  # type: ignore[arg-type]
+                headless=True,
+            )
+        except PlaywrightError as exc:
+            await self._playwright.stop()
+            self._playwright = None
+            raise RenderError(
+                f"Chromium ({self._settings.chromium_path}) did not start: {first_line(exc)}"
+            ) from None
+        logger.info("Chromium %s started", self._browser.version)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._browser is not None:
+            try:
+                await self._browser.close()
+            except PlaywrightError as error:
+                logger.debug("closing Chromium: %s", first_line(error))
+            self._browser = None
+        if self._playwright is not None:
+            await self._playwright.stop()
+            self._playwright = None
+
+    async def render_pdf(
+        self, html: str, base_url: str, pdf_path: Path, paper_format: PaperFormat
+    ) -> RenderResult:
+        if self._browser is None or not self._browser.is_connected():
+            raise RenderError("the browser is not running")
+        label = f"render#{next(self._numbers)}"
+        context = await self._new_context()
+        try:
+            return await _AttemptRender(self._settings, context, label).run(
+                html, base_url, pdf_path, paper_format, self._probe
+            )
+        except PlaywrightError as exc:
+            raise RenderError(f"{label}: {first_line(exc)}") from None
+        finally:
+            try:
+                await context.close()
+            except PlaywrightError as exc:
+                logger.debug("%s: closing the context: %s", label, first_line(exc))
+
+    async def _new_context(self) -> BrowserContext:
+        assert self._browser is not None
+        width = self._settings.report_base_viewport_width
+        options: dict[str, Any] = {
+            "viewport": {"width": width, "height": round(width / (16 / 9))},
+            "ignore_https_errors": self._settings.skip_https_cert_validation,
+            "service_workers": "block",
+            "accept_downloads": False,
+        }
+        proxy = proxy_settings(self._settings)
+        if proxy is not None:
+            options["proxy"] = proxy  # also for route.fetch() of the script patcher
+        try:
+            context = await self._browser.new_context(**options)
+        except PlaywrightError as exc:
+            raise RenderError(f"could not open a browser context: {first_line(exc)}") from None
+        context.set_default_navigation_timeout(
+            self._settings.wait_for_navigation_timeout_sec * 1000
+        )
+        return context
+
+
+class _AttemptRender:
+    def __init__(self, settings: RunnerSettings, context: BrowserContext, label: str) -> None:
+        self.settings = settings
+        self.context = context
+        self.label = label
+        self.routes = RouteLog(label)
+        self.events = PageEvents(label)
+        self.timings: dict[str, float] = {}
+
+    async def run(
+        self,
+        html: str,
+        base_url: str,
+        pdf_path: Path,
+        paper_format: PaperFormat,
+        probe_script: str,
+    ) -> RenderResult:
+        settings = self.settings
+        base = base_url.rstrip("/")
+        # Unique per call: concurrent attempts never answer each other's page.
+        page_url = f"{base}/mock/attempt/{secrets.token_hex(8)}"
+        await install_routes(
+            self.context,
+            page_url=page_url,
+            html=html,
+            script_roots=moodle_roots(base, html) if settings.prevent_redirect_to_login else None,
+            fetch_timeout_sec=settings.wait_for_navigation_timeout_sec,
+            log=self.routes,
+        )
+        await self.context.add_init_script(probe_script)
+        page = await self.context.new_page()
+        self.events.attach(page)
+
+        started = time.monotonic()
+        await self._navigate(page, page_url)
+        self.timings["navigate"] = time.monotonic() - started
+        if settings.demo_mode:
+            await page.evaluate(_DEMO_SCRIPT)
+
+        started = time.monotonic()
+        ready_state, report = await self._wait_until_ready(page)
+        self.timings["ready"] = time.monotonic() - started
+
+        started = time.monotonic()
+        await self._print(page, pdf_path, paper_format)
+        self.timings["print"] = time.monotonic() - started
+
+        prevented = report.prevented_redirects if report else ()
+        return RenderResult(
+            pdf_path=pdf_path,
+            ready_state=ready_state,
+            readiness_markers=report.markers if report else (),
+            blocked_login_requests=tuple(self.routes.blocked_login_requests) + prevented,
+            patched_scripts=tuple(self.routes.patched_scripts),
+            page_errors=self.events.page_errors,
+            failed_requests=self.events.failed_requests,
+            timings=dict(self.timings),
+        )
+
+    async def _navigate(self, page: Page, url: str) -> None:
+        # DOMContentLoaded, not load: a script that never finishes loading (MathJax from an
+        # unreachable CDN) would hold the load event forever. The readiness probe waits for
+        # load itself, but gives up on it after its stall grace.
+        timeout = self.settings.wait_for_navigation_timeout_sec
+        try:
+            await page.goto(url, wait_until="domcontentloaded")
+        except PlaywrightError as exc:
+            raise RenderError(
+                f"{self.label}: the report page did not load within {timeout:g} s: "
+                f"{first_line(exc)}"
+            ) from None
+
+    async def _wait_until_ready(self, page: Page) -> tuple[ReadyState, ProbeReport | None]:
+        settings = self.settings
+        if not settings.wait_for_ready_signal:
+            await self._wait_for_load_event(page)
+            return "skipped", await probe_snapshot(page)
+        timeout = settings.wait_for_ready_signal_timeout_sec
+        report = await wait_until_ready(page, timeout)
+        self._check_still_on_report(page)
+        if report.ready:
+            return "ready", report
+        pending = ", ".join(report.pending) or "fonts"
+        message = f"{self.label}: page not ready after {timeout:g} s (waiting for {pending})"
+        if not settings.continue_after_ready_signal_timeout:
+            raise ReadinessTimeout(message)
+        logger.warning("%s; rendering anyway", message)
+        return "timeout", report
+
+    async def _wait_for_load_event(self, page: Page) -> None:
+        timeout = self.settings.wait_for_navigation_timeout_sec
+        try:
+            await page.wait_for_load_state("load", timeout=timeout * 1000)
+        except PlaywrightError:
+            logger.warning("%s: no load event after %g s; rendering anyway", self.label, timeout)
+
+    def _check_still_on_report(self, page: Page) -> None:
+        if self.events.crashed:
+            raise RenderError(f"{self.label}: the page crashed")
+        if "/mock/attempt/" not in page.url:
+            raise RenderError(f"{self.label}: the page navigated away from the report")
+
+    async def _print(self, page: Page, pdf_path: Path, paper_format: PaperFormat) -> None:
+        width, height = paper_size_css(paper_format)
+        margin = self.settings.report_page_margin
+        try:
+            pdf = await asyncio.wait_for(
+                page.pdf(
+                    width=width,
+                    height=height,
+                    print_background=True,
+                    display_header_footer=False,
+                    margin={"top": margin, "right": margin, "bottom": margin, "left": margin},
+                    prefer_css_page_size=False,
+                ),
+                _PRINT_TIMEOUT_SEC,
+            )
+        except TimeoutError:
+            raise RenderError(
+                f"{self.label}: printing took longer than {_PRINT_TIMEOUT_SEC:g} s"
+            ) from None
+        await asyncio.to_thread(_write_atomically, pdf_path, pdf)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)

@@ -1,0 +1,29 @@
+"""Reading back what the renderer wrote."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from pypdf import PdfReader
+
+
+def pdf_text(path: Path) -> str:
+    done = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", str(path), "-"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.decode("utf-8")
+
+
+def page_sizes(path: Path) -> list[tuple[float, float]]:
+    return [(float(p.mediabox.width), float(p.mediabox.height)) for p in PdfReader(path).pages]
+
+
+def page(title: str, body: str, head: str = "") -> str:
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>{head}</head>"
+        f"<body>{body}</body></html>"
+    )

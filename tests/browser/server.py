@@ -1,0 +1,112 @@
+"""A tiny HTTP server on 127.0.0.1 for the browser tests.
+
+Serves MathJax 2, 3 and 4 from the npm packages `make setup` installs, answers registered
+paths with fixed bodies, lets chosen paths hang until the server stops, and answers 404 to
+everything else. It records every path asked for.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+_HANG_LIMIT_SEC = 120
+
+
+@dataclass(frozen=True)
+class Canned:
+    body: bytes
+    content_type: str
+    status: int = 200
+
+
+class TestServer:
+    def __init__(self, node_modules: Path) -> None:
+        # URL prefix -> directory
+        self.mounts: dict[str, Path] = {
+            "/npm/": node_modules,
+            # Where the real sample's MathJax filter config points (mathjax 3.2.2, es5 build).
+            "/harness-static/mathjax/": node_modules / "mathjax3",
+        }
+        self.canned: dict[str, Canned] = {}
+        self.hanging: set[str] = set()
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(10)
+
+    def serve(self, path: str, body: str | bytes, content_type: str, status: int = 200) -> str:
+        data = body.encode() if isinstance(body, str) else body
+        self.canned[path] = Canned(data, content_type, status)
+        return self.origin + path
+
+    def hang(self, path: str) -> str:
+        self.hanging.add(path)
+        return self.origin + path
+
+    def requested(self, fragment: str) -> list[str]:
+        with self._lock:
+            return [p for p in self.requests if fragment in p]
+
+    def _lookup(self, path: str) -> Canned | Path | None:
+        if path in self.canned:
+            return self.canned[path]
+        for prefix, directory in self.mounts.items():
+            if path.startswith(prefix):
+                candidate = (directory / unquote(path[len(prefix):])).resolve()
+                if candidate.is_file() and candidate.is_relative_to(directory.resolve()):
+                    return candidate
+        return None
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                with server._lock:
+                    server.requests.append(self.path)
+                if path in server.hanging:
+                    server._stopping.wait(_HANG_LIMIT_SEC)
+                    return
+                found = server._lookup(path)
+                if found is None:
+                    self._send(404, b"not found", "text/plain")
+                elif isinstance(found, Canned):
+                    self._send(found.status, found.body, found.content_type)
+                else:
+                    kind = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
+                    self._send(200, found.read_bytes(), kind)
+
+            do_POST = do_GET
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
