@@ -140,6 +140,8 @@ class ArchiveJobStatus(_Crd):
     attempts_total: int | None = Field(default=None, ge=0)
     message: str | None = None
     moodle_status: str | None = None
+    # Written only by the job pod (its ProgressSink): Running ... Succeeded/Failed/TimedOut.
+    runner_phase: str | None = None
     job_name: str | None = None
     queued_at: datetime | None = None
     start_time: datetime | None = None
