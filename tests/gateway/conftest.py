@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -67,3 +70,31 @@ def make_client(kube: FakeKube, probe: FakeProbe) -> Iterator[Callable[..., Test
 @pytest.fixture
 def client(make_client: Callable[..., TestClient]) -> TestClient:
     return make_client()
+
+
+class _RawFormatter(logging.Formatter):
+    """Everything a record carries, unredacted: leak checks must not rely on redaction."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        fields = getattr(record, "fields", None)
+        return json.dumps(
+            {"message": record.getMessage(), "fields": fields, "exception": exc}, default=str
+        )
+
+
+@pytest.fixture
+def raw_logs() -> Iterator[io.StringIO]:
+    """Every log line of the test, as emitted (before any redaction)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_RawFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)

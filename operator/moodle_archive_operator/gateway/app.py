@@ -106,6 +106,17 @@ def _install_openapi(app: FastAPI, body_models: list[type[BaseModel]]) -> None:
             routes=app.routes,
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
+        # Validation failures answer 400 {"error": ...} here, never FastAPI's 422.
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses.setdefault("400", {"description": "Invalid request"})
+                    responses["400"]["content"] = {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                    }
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
         for model in body_models:
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(model_schema.pop("$defs", {}))
