@@ -18,7 +18,7 @@ import pytest
 
 from moodle_archive_job.render import Renderer
 from moodle_archive_job.settings import RunnerSettings
-from tests.browser.server import TestServer
+from tests.browser.server import LoopbackServer
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ class LoopThread:
 class BrowserHarness:
     """The loop thread, the test server, and a shared Renderer with default settings."""
 
-    def __init__(self, loop: LoopThread, server: TestServer) -> None:
+    def __init__(self, loop: LoopThread, server: LoopbackServer) -> None:
         self.loop = loop
         self.server = server
         self.renderer: Renderer | None = None
@@ -117,7 +117,7 @@ def _require_prerequisites() -> None:
 @pytest.fixture(scope="session")
 def browser_harness() -> Iterator[BrowserHarness]:
     _require_prerequisites()
-    server = TestServer(NODE_MODULES)
+    server = LoopbackServer(NODE_MODULES)
     server.start()
     loop = LoopThread()
     harness = BrowserHarness(loop, server)
@@ -138,5 +138,5 @@ def harness(browser_harness: BrowserHarness) -> BrowserHarness:
 
 
 @pytest.fixture
-def server(browser_harness: BrowserHarness) -> TestServer:
+def server(browser_harness: BrowserHarness) -> LoopbackServer:
     return browser_harness.server

@@ -24,7 +24,7 @@ class Canned:
     status: int = 200
 
 
-class TestServer:
+class LoopbackServer:
     def __init__(self, node_modules: Path) -> None:
         # URL prefix -> directory
         self.mounts: dict[str, Path] = {

@@ -73,11 +73,14 @@
   const mathJaxScriptLoading = () => some(document.scripts, (script) =>
     script.src && /mathjax/i.test(script.src) && isClassicOrModule(script)
       && !settledScripts.has(script));
-  // Moodle's own bookkeeping: M.util.js_pending('filter_mathjaxloader/loader') until configured.
-  const moodleMathJaxLoaderPending = () => {
+  // Moodle's own bookkeeping (M.util.pending_js). Its page init runs inside
+  // require(['core/first'], ...), which registers 'filter_mathjaxloader/loader' as pending and
+  // calls the loader's configure(); 'core/first' stays pending until that callback has run.
+  const moodleMayStillLoadMathJax = () => {
     const moodle = window.M;
     const pending = moodle && moodle.util && moodle.util.pending_js;
-    return Array.isArray(pending) && pending.some((id) => /mathjax/i.test(String(id)));
+    return Array.isArray(pending)
+      && pending.some((id) => id === 'core/first' || /mathjax/i.test(String(id)));
   };
   const equations = () => document.getElementsByClassName('filter_mathjaxloader_equation');
   const parsed = () => document.readyState !== 'loading';
@@ -127,7 +130,7 @@
     const version = mathJax && typeof mathJax.version === 'string' ? mathJax.version : '';
     if (!version) {
       // Only a configuration object, or nothing yet. Could it still come?
-      const mayArrive = !loaded() || mathJaxScriptLoading() || moodleMathJaxLoaderPending();
+      const mayArrive = !loaded() || mathJaxScriptLoading() || moodleMayStillLoadMathJax();
       if (!mayArrive || stalled()) {
         finish('mathjax', 'mathjax-not-found');
       }

@@ -27,6 +27,7 @@ from .paper import paper_size_css
 from .readiness import ProbeConfig, ProbeReport, probe_snapshot, wait_until_ready
 from .result import ReadyState, RenderResult
 from .routes import RouteLog, install_routes, moodle_roots
+from .urls import loggable_url
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class _AttemptRender:
         self.routes = RouteLog(label)
         self.events = PageEvents(label)
         self.timings: dict[str, float] = {}
+        self.page_url = ""
 
     async def run(
         self,
@@ -154,7 +156,7 @@ class _AttemptRender:
         settings = self.settings
         base = base_url.rstrip("/")
         # Unique per call: concurrent attempts never answer each other's page.
-        page_url = f"{base}/mock/attempt/{secrets.token_hex(8)}"
+        self.page_url = page_url = f"{base}/mock/attempt/{secrets.token_hex(8)}"
         await install_routes(
             self.context,
             page_url=page_url,
@@ -210,9 +212,14 @@ class _AttemptRender:
         settings = self.settings
         if not settings.wait_for_ready_signal:
             await self._wait_for_load_event(page)
+            self._check_still_on_report(page)
             return "skipped", await probe_snapshot(page)
         timeout = settings.wait_for_ready_signal_timeout_sec
-        report = await wait_until_ready(page, timeout)
+        try:
+            report = await wait_until_ready(page, timeout)
+        except RenderError:
+            self._check_still_on_report(page)  # the clearer reason, when it is the reason
+            raise
         self._check_still_on_report(page)
         if report.ready:
             return "ready", report
@@ -233,8 +240,11 @@ class _AttemptRender:
     def _check_still_on_report(self, page: Page) -> None:
         if self.events.crashed:
             raise RenderError(f"{self.label}: the page crashed")
-        if "/mock/attempt/" not in page.url:
-            raise RenderError(f"{self.label}: the page navigated away from the report")
+        if page.url != self.page_url:
+            raise RenderError(
+                f"{self.label}: the page navigated away from the report "
+                f"(to {loggable_url(page.url)})"
+            )
 
     async def _print(self, page: Page, pdf_path: Path, paper_format: PaperFormat) -> None:
         width, height = paper_size_css(paper_format)

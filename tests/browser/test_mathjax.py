@@ -1,0 +1,191 @@
+"""The readiness probe with real MathJax 2, 3 and 4, and with MathJax that never arrives."""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from moodle_archive_job.render import ReadinessTimeout, Renderer, RenderResult
+from moodle_archive_job.task import PaperFormat
+from tests.browser.conftest import BrowserHarness, browser_settings
+from tests.browser.pdfs import page, pdf_text
+
+pytestmark = pytest.mark.browser
+
+FORMULAS = (
+    '<div class="filter_mathjaxloader_equation"><p>Display '
+    r"$$x^2 + \frac{a}{b} = \sqrt{\alpha_1^2 + \beta}$$ and inline "
+    r"\(\int_0^1 e^{-x^2}\,dx\) end.</p></div>"
+)
+TEX_SOURCE = (r"\frac", r"\sqrt", r"\alpha", r"\int", "$$", r"\(")
+
+
+def mathjax_head(origin: str, version: int) -> str:
+    if version == 2:
+        return f'<script src="{origin}/npm/mathjax2/MathJax.js?config=TeX-AMS_HTML"></script>'
+    if version == 3:
+        return f'<script src="{origin}/npm/mathjax3/es5/tex-mml-chtml.js"></script>'
+    # MathJax 4 fetches its font from a CDN unless told otherwise.
+    return (
+        f"<script>window.MathJax = {{loader: {{paths: {{fonts: '{origin}/npm/@mathjax'}}}}}};"
+        f'</script><script src="{origin}/npm/mathjax4/tex-mml-chtml.js"></script>'
+    )
+
+
+def render(harness: BrowserHarness, html: str, pdf: Path) -> RenderResult:
+    assert harness.renderer is not None
+    return harness.run(
+        harness.renderer.render_pdf(html, harness.server.origin, pdf, PaperFormat.A4)
+    )
+
+
+def assert_typeset(text: str) -> None:
+    assert "Display" in text
+    assert "end." in text
+    for source in TEX_SOURCE:
+        assert source not in text, f"raw TeX {source!r} in the PDF"
+    # MathJax output of \alpha and \beta: Greek letters (MathJax 4 uses the mathematical
+    # italic ones, U+1D6FC and U+1D6FD, which NFKC folds to plain alpha and beta).
+    folded = unicodedata.normalize("NFKC", text)
+    assert "\N{GREEK SMALL LETTER ALPHA}" in folded
+    assert "\N{GREEK SMALL LETTER BETA}" in folded
+
+
+@pytest.mark.parametrize("version", [2, 3, 4])
+def test_formulas_come_out_typeset(
+    harness: BrowserHarness, tmp_path: Path, version: int
+) -> None:
+    html = page(f"MathJax {version}", FORMULAS, mathjax_head(harness.server.origin, version))
+    result = render(harness, html, tmp_path / "m.pdf")
+
+    assert result.ready_state == "ready"
+    assert any(m.startswith(f"mathjax-{version}-typeset ") for m in result.readiness_markers), (
+        result.readiness_markers
+    )
+    assert_typeset(pdf_text(result.pdf_path))
+
+
+def test_mathjax_injected_like_moodle_loader_is_awaited(
+    harness: BrowserHarness, tmp_path: Path
+) -> None:
+    # filter_mathjaxloader adds the script element from JS, after the page has parsed.
+    origin = harness.server.origin
+    head = (
+        "<script>document.addEventListener('DOMContentLoaded', () => {"
+        "const s = document.createElement('script');"
+        f"s.src = '{origin}/npm/mathjax3/es5/tex-mml-chtml.js';"
+        "document.head.appendChild(s);});</script>"
+    )
+    result = render(harness, page("Injected", FORMULAS, head), tmp_path / "m.pdf")
+
+    assert_typeset(pdf_text(result.pdf_path))
+
+
+def test_formulas_without_mathjax_render_at_once(harness: BrowserHarness, tmp_path: Path) -> None:
+    result = render(harness, page("No MathJax", FORMULAS), tmp_path / "m.pdf")
+
+    assert result.ready_state == "ready"
+    assert any(m.startswith("mathjax-not-found") for m in result.readiness_markers)
+    assert result.timings["ready"] < 2
+    assert r"\frac" in pdf_text(result.pdf_path)  # nothing typeset it
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["missing", "refused"],
+)
+def test_mathjax_that_fails_to_load_does_not_hold_the_render(
+    harness: BrowserHarness, tmp_path: Path, where: str
+) -> None:
+    # A 404 on the Moodle site, or a CDN that cannot be reached (nothing listens on port 9).
+    src = {
+        "missing": f"{harness.server.origin}/npm/mathjax3/es5/no-such-file.js",
+        "refused": "http://127.0.0.1:9/mathjax/es5/tex-mml-chtml.js",
+    }[where]
+    head = f'<script async src="{src}"></script>'
+    result = render(harness, page("MathJax gone", FORMULAS, head), tmp_path / "m.pdf")
+
+    assert result.ready_state == "ready"
+    assert any(m.startswith("mathjax-not-found") for m in result.readiness_markers)
+    assert result.timings["ready"] < 3
+    assert "Display" in pdf_text(result.pdf_path)
+
+
+def test_hanging_mathjax_is_given_up_after_the_stall_grace(
+    harness: BrowserHarness, tmp_path: Path
+) -> None:
+    src = harness.server.hang("/hang/mathjax/es5/tex-mml-chtml.js")
+    head = f'<script async src="{src}"></script>'
+
+    started = time.monotonic()
+    result = render(harness, page("MathJax hangs", FORMULAS, head), tmp_path / "m.pdf")
+    elapsed = time.monotonic() - started
+
+    # The shared renderer has the default stall grace (10 s), far below the 30 s timeout.
+    assert result.ready_state == "ready"
+    markers = " ".join(result.readiness_markers)
+    assert "mathjax-not-found" in markers
+    assert "page-load-incomplete" in markers
+    assert elapsed < 20
+    assert "Display" in pdf_text(result.pdf_path)
+
+
+NEVER_READY_MATHJAX = (
+    "<script>window.MathJax = {version: '3.2.2', "
+    "startup: {promise: new Promise(() => {})}};</script>"
+)
+
+
+def test_readiness_timeout_raises(harness: BrowserHarness, tmp_path: Path) -> None:
+    settings = browser_settings(wait_for_ready_signal_timeout_sec=2)
+
+    async def use(renderer: Renderer) -> RenderResult:
+        html = page("Never ready", FORMULAS, NEVER_READY_MATHJAX)
+        return await renderer.render_pdf(
+            html, harness.server.origin, tmp_path / "m.pdf", PaperFormat.A4
+        )
+
+    started = time.monotonic()
+    with pytest.raises(ReadinessTimeout, match="mathjax"):
+        harness.with_renderer(settings, use)
+    assert time.monotonic() - started < 15
+    assert not (tmp_path / "m.pdf").exists()
+
+
+def test_continue_after_readiness_timeout_renders_anyway(
+    harness: BrowserHarness, tmp_path: Path
+) -> None:
+    settings = browser_settings(
+        wait_for_ready_signal_timeout_sec=2, continue_after_ready_signal_timeout=True
+    )
+
+    async def use(renderer: Renderer) -> RenderResult:
+        html = page("Never ready", FORMULAS, NEVER_READY_MATHJAX)
+        return await renderer.render_pdf(
+            html, harness.server.origin, tmp_path / "m.pdf", PaperFormat.A4
+        )
+
+    result = harness.with_renderer(settings, use)
+
+    assert result.ready_state == "timeout"
+    assert "Display" in pdf_text(result.pdf_path)
+
+
+def test_without_ready_signal_prints_after_load(harness: BrowserHarness, tmp_path: Path) -> None:
+    settings = browser_settings(wait_for_ready_signal=False)
+
+    async def use(renderer: Renderer) -> RenderResult:
+        return await renderer.render_pdf(
+            page("No probe", "<p>printed at load</p>", NEVER_READY_MATHJAX),
+            harness.server.origin,
+            tmp_path / "m.pdf",
+            PaperFormat.A4,
+        )
+
+    result = harness.with_renderer(settings, use)
+
+    assert result.ready_state == "skipped"
+    assert "printed at load" in pdf_text(result.pdf_path)
