@@ -21,26 +21,36 @@ tools_dir="$cache_root/k8s-$KUBERNETES_VERSION"
 bin_dir="$tools_dir/bin"
 stamp_file="$tools_dir/.stamp"
 
-# binary name -> Go package (all main packages are `tool` lines of cluster/gomod/go.mod)
+# Two wrapper modules: cluster/gomod (Kubernetes with its staging modules mapped to the
+# published v0.X.Y, plus etcd, Helm and crictl, whose k8s.io/* needs agree with it) and
+# cluster/gomod/kwok (KWOK with the k8s.io/* versions it was released with: it does not
+# compile against the newer ones).
+# Each entry: <module dir relative to cluster/gomod>:<binary name>=<Go main package>
 tools=(
-  "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver"
-  "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager"
-  "kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler"
-  "kubelet=k8s.io/kubernetes/cmd/kubelet"
-  "kubectl=k8s.io/kubernetes/cmd/kubectl"
-  "etcd=go.etcd.io/etcd/server/v3"
-  "kwok=sigs.k8s.io/kwok/cmd/kwok"
-  "helm=helm.sh/helm/v3/cmd/helm"
-  "crictl=sigs.k8s.io/cri-tools/cmd/crictl"
+  ".:kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver"
+  ".:kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager"
+  ".:kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler"
+  ".:kubelet=k8s.io/kubernetes/cmd/kubelet"
+  ".:kubectl=k8s.io/kubernetes/cmd/kubectl"
+  ".:etcd=go.etcd.io/etcd/server/v3"
+  ".:helm=helm.sh/helm/v3/cmd/helm"
+  ".:crictl=sigs.k8s.io/cri-tools/cmd/crictl"
+  "kwok:kwok=sigs.k8s.io/kwok/cmd/kwok"
 )
-# module -> version that go.mod must resolve to
+# Each entry: <module dir>:<module>=<version that go.mod must resolve to>
 pinned_modules=(
-  "k8s.io/kubernetes=$KUBERNETES_VERSION"
-  "go.etcd.io/etcd/server/v3=$ETCD_VERSION"
-  "sigs.k8s.io/kwok=$KWOK_VERSION"
-  "helm.sh/helm/v3=$HELM_VERSION"
-  "sigs.k8s.io/cri-tools=$CRI_TOOLS_VERSION"
+  ".:k8s.io/kubernetes=$KUBERNETES_VERSION"
+  ".:go.etcd.io/etcd/server/v3=$ETCD_VERSION"
+  ".:helm.sh/helm/v3=$HELM_VERSION"
+  ".:sigs.k8s.io/cri-tools=$CRI_TOOLS_VERSION"
+  "kwok:sigs.k8s.io/kwok=$KWOK_VERSION"
 )
+module_dirs=(. kwok)
+
+# helpers to split the entries above
+entry_dir() { echo "${1%%:*}"; }
+entry_name() { local rest="${1#*:}"; echo "${rest%%=*}"; }
+entry_value() { echo "${1#*=}"; }
 
 log() { echo "cluster-tools: $*"; }
 die() { echo "cluster-tools: ERROR: $*" >&2; exit 1; }
@@ -71,39 +81,59 @@ ldflags() {
 }
 
 stamp() {
-  { cat "$versions_file" "$gomod/go.mod" "$gomod/go.sum"; ldflags; go version; } | sha256sum | cut -c1-64
+  { cat "$versions_file" "$gomod"/go.{mod,sum} "$gomod"/kwok/go.{mod,sum}; ldflags; go version; } |
+    sha256sum | cut -c1-64
+}
+
+new_module() {  # dir, module path: start an empty go.mod (Go 1.24 language, as Kubernetes 1.34)
+  mkdir -p "$gomod/$1"
+  (cd "$gomod/$1" && rm -f go.mod go.sum && go mod init "$2" >/dev/null 2>&1 && go mod edit -go=1.24.0)
+}
+
+add_pins_and_tools() {  # dir: require the pinned modules and declare the tools of that dir
+  local dir="$1" entry
+  for entry in "${pinned_modules[@]}"; do
+    [ "$(entry_dir "$entry")" = "$dir" ] || continue
+    (cd "$gomod/$dir" && go mod edit "-require=$(entry_name "$entry")@$(entry_value "$entry")")
+  done
+  for entry in "${tools[@]}"; do
+    [ "$(entry_dir "$entry")" = "$dir" ] || continue
+    (cd "$gomod/$dir" && go mod edit "-tool=$(entry_value "$entry")")
+  done
+  log "go mod tidy in cluster/gomod/$dir (downloads the modules once)"
+  (cd "$gomod/$dir" && go mod tidy)
 }
 
 sync_gomod() {
   command -v go >/dev/null || die "go not found on PATH"
-  log "rewriting $gomod/go.mod from $versions_file"
-  local kmod staging m entry
+  log "rewriting cluster/gomod/go.mod and cluster/gomod/kwok/go.mod from $versions_file"
+  local kmod staging m
   kmod="$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
     sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
   [ -f "$kmod" ] || die "could not download k8s.io/kubernetes@$KUBERNETES_VERSION"
   # the staging modules are the ones k8s.io/kubernetes replaces with ./staging/src/...
   staging="$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$kmod")"
   [ -n "$staging" ] || die "no staging replace lines found in $kmod"
-  cd "$gomod"
-  rm -f go.mod go.sum
-  go mod init moodle-archive-operator/cluster-tools >/dev/null 2>&1
-  go mod edit -go=1.24.0 -godebug=default=go1.24
-  for m in $staging; do go mod edit "-replace=$m=$m@$KUBERNETES_STAGING_VERSION"; done
-  for entry in "${pinned_modules[@]}"; do go mod edit "-require=${entry%%=*}@${entry#*=}"; done
-  for entry in "${tools[@]}"; do go mod edit "-tool=${entry#*=}"; done
-  log "go mod tidy (downloads the modules once)"
-  go mod tidy
+  new_module . moodle-archive-operator/cluster-tools
+  (
+    cd "$gomod"
+    go mod edit -godebug=default=go1.24
+    for m in $staging; do go mod edit "-replace=$m=$m@$KUBERNETES_STAGING_VERSION"; done
+  )
+  add_pins_and_tools .
+  new_module kwok moodle-archive-operator/cluster-tools-kwok
+  add_pins_and_tools kwok
   check_gomod
-  log "done: commit cluster/gomod/go.mod and cluster/gomod/go.sum"
+  log "done: commit cluster/gomod/go.mod, go.sum, kwok/go.mod and kwok/go.sum"
 }
 
 check_gomod() {
-  local entry mod want got
+  local entry dir mod want got
   for entry in "${pinned_modules[@]}"; do
-    mod="${entry%%=*}"; want="${entry#*=}"
-    got="$(cd "$gomod" && go list -m -f '{{.Version}}' "$mod")"
+    dir="$(entry_dir "$entry")"; mod="$(entry_name "$entry")"; want="$(entry_value "$entry")"
+    got="$(cd "$gomod/$dir" && go list -m -f '{{.Version}}' "$mod")"
     [ "$got" = "$want" ] ||
-      die "cluster/gomod resolves $mod to $got, versions.env says $want: run \`cluster/build-tools.sh sync\`"
+      die "cluster/gomod/$dir resolves $mod to $got, versions.env says $want: run \`cluster/build-tools.sh sync\`"
   done
   got="$(cd "$gomod" && go list -m -f '{{if .Replace}}{{.Replace.Version}}{{end}}' k8s.io/api)"
   [ "$got" = "$KUBERNETES_STAGING_VERSION" ] ||
@@ -112,7 +142,7 @@ check_gomod() {
 
 all_present() {
   local entry
-  for entry in "${tools[@]}"; do [ -x "$bin_dir/${entry%%=*}" ] || return 1; done
+  for entry in "${tools[@]}"; do [ -x "$bin_dir/$(entry_name "$entry")" ] || return 1; done
 }
 
 build() {
@@ -124,17 +154,23 @@ build() {
     return 0
   fi
   check_gomod
-  local tmp="$tools_dir/bin.tmp" entry pkgs=()
+  local tmp="$tools_dir/bin.tmp" entry dir pkgs
   rm -rf "$tmp"; mkdir -p "$tmp"
-  for entry in "${tools[@]}"; do pkgs+=("${entry#*=}"); done
-  log "building Kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl), etcd $ETCD_VERSION, KWOK $KWOK_VERSION, Helm $HELM_VERSION, crictl $CRI_TOOLS_VERSION"
+  log "building Kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl), etcd $ETCD_VERSION, Helm $HELM_VERSION, crictl $CRI_TOOLS_VERSION, KWOK $KWOK_VERSION"
   log "into $bin_dir with $(go version | awk '{print $3}') on $(nproc) cores; a cold build takes a while"
   local start=$SECONDS
-  (cd "$gomod" && go build -trimpath -ldflags "$(ldflags)" -o "$tmp/" "${pkgs[@]}")
+  for dir in "${module_dirs[@]}"; do
+    pkgs=()
+    for entry in "${tools[@]}"; do
+      [ "$(entry_dir "$entry")" = "$dir" ] && pkgs+=("$(entry_value "$entry")")
+    done
+    log "go build in cluster/gomod/$dir: ${pkgs[*]}"
+    (cd "$gomod/$dir" && go build -trimpath -ldflags "$(ldflags)" -o "$tmp/" "${pkgs[@]}")
+  done
   # `go build -o dir/` names go.etcd.io/etcd/server/v3 after its last non-version element
   [ -f "$tmp/server" ] && mv "$tmp/server" "$tmp/etcd"
   for entry in "${tools[@]}"; do
-    [ -x "$tmp/${entry%%=*}" ] || die "build produced no ${entry%%=*} in $tmp"
+    [ -x "$tmp/$(entry_name "$entry")" ] || die "build produced no $(entry_name "$entry") in $tmp"
   done
   rm -rf "$bin_dir"; mv "$tmp" "$bin_dir"
   echo "$want" >"$stamp_file"
