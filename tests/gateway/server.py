@@ -1,0 +1,100 @@
+"""Run the real gateway (`python -m moodle_archive_operator.gateway`) as a process.
+
+Used by the cluster tests and by bench/gateway_bench.py. Its stderr (JSON log lines,
+uvicorn access log included) goes to a file the caller can search.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class GatewayProcess:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        allowed_moodle_urls: str,
+        log_path: Path,
+        **env: str,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "MOODLE_ARCHIVER_JOBS_NAMESPACE": namespace,
+            "MOODLE_ARCHIVER_ALLOWED_MOODLE_URLS": allowed_moodle_urls,
+            "MOODLE_ARCHIVER_GATEWAY_HOST": "127.0.0.1",
+            "MOODLE_ARCHIVER_GATEWAY_PORT": str(self.port),
+            "MOODLE_ARCHIVER_LOG_LEVEL": "DEBUG",
+            "PYTHONPATH": str(REPO_ROOT),
+            **env,
+        }
+        self.env.pop("KUBERNETES_SERVICE_HOST", None)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> GatewayProcess:
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "moodle_archive_operator.gateway"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gateway not ready: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
