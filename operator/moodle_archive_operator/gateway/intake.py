@@ -124,7 +124,7 @@ class TaskIntake:
         except KubeError as exc:
             await self._roll_back(job_id)
             log.error(
-                "could not store the token Secret",
+                "could not complete the ArchiveJob (capacity re-check or token Secret)",
                 extra={"fields": {"job_id": job_id, "status": exc.status, "reason": exc.reason}},
             )
             raise RequestRejected(MSG_STORE_FAILED, 503, "store_failed") from None

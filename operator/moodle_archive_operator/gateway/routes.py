@@ -194,7 +194,7 @@ def ops_router(gw: Gateway) -> APIRouter:
         try:
             await gw.kube.list_archivejobs(min(2.0, gw.settings.kube_timeout_sec))
         except KubeError:
-            return _error(503, "The Kubernetes API server is not reachable.")
+            return _error(503, "Cannot list ArchiveJobs: API server unreachable or CRD missing.")
         return Health(status="ready")
 
     @router.get(
