@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from moodle_archive_job.settings import RefBool
 
+from ..settings_base import ControlPlaneSettings, env_names
 from .moodle_policy import AllowedSite
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$")
@@ -26,43 +27,30 @@ class GatewayMisconfigured(Exception):
     """The gateway must not start with these settings; the message tells the admin why."""
 
 
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
-
-
-class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="MOODLE_ARCHIVER_", extra="ignore", populate_by_name=True
-    )
-
+class GatewaySettings(ControlPlaneSettings):
     host: str = Field(
         default="0.0.0.0",  # noqa: S104 - a server in a pod listens on all interfaces
-        validation_alias=_env("MOODLE_ARCHIVER_GATEWAY_HOST", "QUIZ_ARCHIVER_SERVER_HOST", "host"),
+        validation_alias=env_names(
+            "MOODLE_ARCHIVER_GATEWAY_HOST",
+            "QUIZ_ARCHIVER_SERVER_HOST",
+            "host",
+        ),
     )
     port: int = Field(
         default=8080,
         ge=1,
         le=65535,
-        validation_alias=_env("MOODLE_ARCHIVER_GATEWAY_PORT", "QUIZ_ARCHIVER_SERVER_PORT", "port"),
-    )
-    log_level: str = Field(
-        default="INFO",
-        validation_alias=_env("MOODLE_ARCHIVER_LOG_LEVEL", "QUIZ_ARCHIVER_LOG_LEVEL", "log_level"),
-    )
-    # Namespace of ArchiveJobs, their token Secrets and job pods.
-    jobs_namespace: str = Field(default="moodle-archive-jobs", min_length=1, max_length=63)
-    # Capacity: non-final ArchiveJobs >= max_parallel_jobs + queue_size -> 429.
-    max_parallel_jobs: int = Field(
-        default=4,
-        ge=1,
-        validation_alias=_env(
-            "MOODLE_ARCHIVER_MAX_PARALLEL_JOBS", "QUIZ_ARCHIVER_PARALLEL_JOBS", "max_parallel_jobs"
+        validation_alias=env_names(
+            "MOODLE_ARCHIVER_GATEWAY_PORT",
+            "QUIZ_ARCHIVER_SERVER_PORT",
+            "port",
         ),
     )
+    # Capacity: non-final ArchiveJobs >= max_parallel_jobs + queue_size -> 429.
     queue_size: int = Field(
         default=8,
         ge=0,
-        validation_alias=_env(
+        validation_alias=env_names(
             "MOODLE_ARCHIVER_QUEUE_SIZE", "QUIZ_ARCHIVER_QUEUE_SIZE", "queue_size"
         ),
     )
@@ -70,7 +58,7 @@ class GatewaySettings(BaseSettings):
     job_timeout_sec: int = Field(
         default=3600,
         ge=1,
-        validation_alias=_env(
+        validation_alias=env_names(
             "MOODLE_ARCHIVER_JOB_TIMEOUT_SEC",
             "QUIZ_ARCHIVER_REQUEST_TIMEOUT_SEC",
             "job_timeout_sec",
