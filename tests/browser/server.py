@@ -72,7 +72,7 @@ class LoopbackServer:
             return self.canned[path]
         for prefix, directory in self.mounts.items():
             if path.startswith(prefix):
-                candidate = (directory / unquote(path[len(prefix):])).resolve()
+                candidate = (directory / unquote(path[len(prefix) :])).resolve()
                 if candidate.is_file() and candidate.is_relative_to(directory.resolve()):
                     return candidate
         return None

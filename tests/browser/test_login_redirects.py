@@ -48,9 +48,7 @@ def moodle_page(origin: str, body: str, head: str = "") -> str:
     return page("Report", body, f'<base href="{origin}">{config}{head}')
 
 
-def render_with(
-    harness: BrowserHarness, html: str, pdf: Path, **settings: object
-) -> RenderResult:
+def render_with(harness: BrowserHarness, html: str, pdf: Path, **settings: object) -> RenderResult:
     async def use(renderer: Renderer) -> RenderResult:
         return await renderer.render_pdf(html, harness.server.origin, pdf, PaperFormat.A4)
 

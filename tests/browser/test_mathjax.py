@@ -55,9 +55,7 @@ def assert_typeset(text: str) -> None:
 
 
 @pytest.mark.parametrize("version", [2, 3, 4])
-def test_formulas_come_out_typeset(
-    harness: BrowserHarness, tmp_path: Path, version: int
-) -> None:
+def test_formulas_come_out_typeset(harness: BrowserHarness, tmp_path: Path, version: int) -> None:
     html = page(f"MathJax {version}", FORMULAS, mathjax_head(harness.server.origin, version))
     result = render(harness, html, tmp_path / "m.pdf")
 

@@ -27,7 +27,9 @@ _REDIRECT = re.compile(
 _REPLACEMENT = b'void window.console.warn("moodle-archive: prevented redirect to /login/index.php")'
 
 # Requests Playwright aborts: any origin, like the reference worker's `**/login/*.php`.
-LOGIN_URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]+(?:/[^?#]*)?/login/[^/?#]+\.php(?:[?#].*)?$")
+LOGIN_URL_PATTERN = re.compile(
+    r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]+(?:/[^?#]*)?/login/[^/?#]+\.php(?:[?#].*)?$"
+)
 
 
 def patch_login_redirect(source: bytes) -> bytes | None:

@@ -90,4 +90,3 @@ async def probe_snapshot(page: Page) -> ProbeReport | None:
     except PlaywrightError:
         return None
     return None if raw is None else ProbeReport.parse(raw)
-

@@ -42,8 +42,9 @@ def _closing_is_fine(
         try:
             await handler(route)
         except PlaywrightError as exc:
-            logger.debug("route of %s not answered: %s", loggable_url(route.request.url),
-                         first_line(exc))
+            logger.debug(
+                "route of %s not answered: %s", loggable_url(route.request.url), first_line(exc)
+            )
 
     return wrapped
 
