@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
+from .archivejob_status import sink_from_env
 from .logs import configure_logging, register_secret
 from .pipeline import JobContext, run_job
 from .progress import FanOut, LogSink, Phase, ProgressSink, TerminalSink
@@ -113,11 +114,18 @@ def run_job_command(args: argparse.Namespace, extra_sinks: tuple[ProgressSink, .
         print(f"moodle-archiver: {exc}", file=sys.stderr)
         return EXIT_INVALID_INPUT
     register_secret(token.get_secret_value())
+    status_sink = sink_from_env()  # the pod's own ArchiveJob status, when run for one
+    if status_sink is not None:
+        extra_sinks = (*extra_sinks, status_sink)
     sink = FanOut(TerminalSink() if interactive else LogSink(), *extra_sinks)
-    outcome = asyncio.run(run_job(JobContext(
-        task=task, token=token, job_id=job_id, settings=settings, sink=sink,
-        keep_archive=args.keep_archive,
-    )))
+    try:
+        outcome = asyncio.run(run_job(JobContext(
+            task=task, token=token, job_id=job_id, settings=settings, sink=sink,
+            keep_archive=args.keep_archive,
+        )))
+    finally:
+        if status_sink is not None:
+            status_sink.close()
     if outcome.phase is Phase.SUCCEEDED:
         print(outcome.message, file=sys.stderr if not interactive else sys.stdout)
         return EXIT_OK

@@ -1,0 +1,167 @@
+"""The admitter: one task that admits waiting ArchiveJobs, oldest first, while slots are free.
+
+Each round lists live ArchiveJobs and our Jobs from the API server (so a restarted
+operator counts right), plans with `plan_admission`, and admits: under the
+ArchiveJob's lock it re-reads it, checks its token Secret exists, creates the
+ServiceAccount, Role, RoleBinding, task ConfigMap and finally the Job (all owned
+by the ArchiveJob, all idempotent by name) and marks it Admitted. A round runs
+when woken (a Job finished, an ArchiveJob appeared or finished) and at least
+every `resync_interval_sec`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from moodle_archive_job.moodle_api import JobStatus
+
+from ..archivejob import LABEL_FINISHED, Phase
+from .children import (
+    build_role,
+    build_role_binding,
+    build_service_account,
+    build_task_config_map,
+)
+from .conditions import parse_time, utc_now
+from .decide import EventSpec, Final, admitted_patch, finish_now
+from .jobspec import build_job
+from .kube import Kube, KubeError
+from .metrics import OperatorMetrics
+from .naming import CHILD_SELECTOR
+from .queueing import is_admitted, is_final, plan_admission
+from .reconciler import Reconciler, _owned_by
+from .settings import OperatorSettings
+from .workqueue import KeyedLocks, WorkQueue
+
+log = logging.getLogger("moodle_archive_operator.operator")
+
+LIVE_SELECTOR = f"{LABEL_FINISHED}!=true"
+
+
+class Admitter:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        metrics: OperatorMetrics,
+        locks: KeyedLocks,
+        queue: WorkQueue,
+        reconciler: Reconciler,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.metrics = metrics
+        self.locks = locks
+        self.queue = queue
+        self.reconciler = reconciler
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self.rounds = 0
+        self.last_round: datetime | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.resync_interval_sec)
+            self._wake.clear()
+            try:
+                await self.round()
+            except (KubeError, OSError) as exc:
+                log.warning("admission round failed", extra={"fields": {"error": str(exc)}})
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+    async def round(self) -> int:
+        """One admission round; returns how many ArchiveJobs it admitted."""
+        archivejobs = await self.kube.list("ArchiveJob", label_selector=LIVE_SELECTOR)
+        jobs = await self.kube.list("Job", label_selector=CHILD_SELECTOR)
+        plan = plan_admission(archivejobs, jobs, self.settings.max_parallel_jobs)
+        self.metrics.queue_length.set(len(plan.waiting))
+        self.metrics.active_jobs.set(len(plan.holders))
+        self.metrics.set_live_phases(
+            (aj.get("status") or {}).get("phase") or "Pending"
+            for aj in archivejobs
+            if not is_final(aj)
+        )
+        free, admitted = plan.free, 0
+        for candidate in plan.waiting:
+            if free <= 0:
+                break
+            if await self._admit(candidate["metadata"]["name"]):
+                free -= 1
+                admitted += 1
+        self.rounds += 1
+        self.last_round = self.clock()
+        if admitted:
+            self.metrics.queue_length.set(len(plan.waiting) - admitted)
+            self.metrics.active_jobs.set(len(plan.holders) + admitted)
+        return admitted
+
+    async def _admit(self, name: str) -> bool:
+        async with self.locks.hold(name):
+            archivejob = await self.kube.get("ArchiveJob", name)
+            if archivejob is None or not self._eligible(archivejob):
+                return False
+            if not await self.kube.secret_exists(archivejob["spec"]["tokenSecretName"]):
+                self.queue.add(name)  # the reconciler shows it waiting (and times it out)
+                return False
+            try:
+                children = [
+                    build_service_account(archivejob),
+                    build_role(archivejob),
+                    build_role_binding(archivejob),
+                    build_task_config_map(archivejob),
+                ]
+                job = build_job(archivejob, self.settings)
+            except (ValidationError, KeyError, ValueError) as exc:
+                await self._refuse(archivejob, exc)
+                return False
+            for child in children:
+                await self.kube.create(child)
+            if not await self.kube.create(job):
+                existing = await self.kube.get("Job", job["metadata"]["name"])
+                if existing is not None and not _owned_by(existing, archivejob):
+                    return False  # an earlier ArchiveJob's Job of the same name, being collected
+            now = self.clock()
+            await self.kube.patch_status(
+                name, admitted_patch(archivejob, job["metadata"]["name"], now)
+            )
+            await self.reconciler.post_events(archivejob, [EventSpec(
+                "Normal", "Admitted", f"admitted; created Job {job['metadata']['name']}"
+            )])  # fmt: skip
+            self._observe_latency(archivejob, now)
+            log.info("ArchiveJob admitted", extra={"fields": {"archivejob": name}})
+        self.queue.add(name)
+        return True
+
+    @staticmethod
+    def _eligible(archivejob: dict[str, Any]) -> bool:
+        return not (
+            is_final(archivejob)
+            or is_admitted(archivejob)
+            or archivejob["metadata"].get("deletionTimestamp")
+            or archivejob["spec"].get("cancelRequested")
+        )
+
+    def _observe_latency(self, archivejob: dict[str, Any], now: datetime) -> None:
+        since = parse_time(archivejob["spec"].get("submittedAt")) or parse_time(
+            archivejob["metadata"].get("creationTimestamp")
+        )
+        if since is not None:
+            self.metrics.admission_latency.observe(max(0.0, (now - since).total_seconds()))
+
+    async def _refuse(self, archivejob: dict[str, Any], exc: Exception) -> None:
+        message = f"the ArchiveJob's spec cannot be turned into a job: {type(exc).__name__}"
+        final = Final(Phase.FAILED, "InvalidSpec", message, JobStatus.FAILED)
+        await self.reconciler.finish(archivejob, finish_now(archivejob, final, self.clock()))

@@ -1,0 +1,69 @@
+"""Periodic housekeeping: ArchiveJob history limits, orphan sweep, final-phase metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from ..archivejob import LABEL_FINISHED
+from .conditions import utc_now
+from .kube import Kube, KubeError
+from .metrics import OperatorMetrics
+from .naming import CHILD_SELECTOR
+from .settings import OperatorSettings
+from .sweeping import Owners, history_to_delete, leftover_token_secrets, orphaned_children
+
+log = logging.getLogger("moodle_archive_operator.operator")
+
+# Token Secrets are made by the gateway with this component label.
+TOKEN_SELECTOR = "app.kubernetes.io/component=token"  # noqa: S105 - a label
+CHILD_KINDS = ("Job", "ConfigMap", "RoleBinding", "Role", "ServiceAccount")
+
+
+class Housekeeper:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        metrics: OperatorMetrics,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except (KubeError, OSError) as exc:
+                log.warning("housekeeping failed", extra={"fields": {"error": str(exc)}})
+            await asyncio.sleep(self.settings.housekeeping_interval_sec)
+
+    async def sweep(self) -> dict[str, list[str]]:
+        """One pass; returns what it deleted, by kind."""
+        now = self.clock()
+        deleted: dict[str, list[str]] = {}
+        finished = await self.kube.list("ArchiveJob", label_selector=f"{LABEL_FINISHED}=true")
+        self.metrics.set_final_phases((aj.get("status") or {}).get("phase", "") for aj in finished)
+        history = history_to_delete(
+            finished, now, self.settings.history_max_count, self.settings.history_max_age_sec
+        )
+        deleted["ArchiveJob"] = [n for n in history if await self.kube.delete("ArchiveJob", n)]
+
+        owners = Owners.of(await self.kube.list_metadata("ArchiveJob"))
+        grace = self.settings.orphan_grace_sec
+        for kind in CHILD_KINDS:
+            children = await self.kube.list_metadata(kind, label_selector=CHILD_SELECTOR)
+            doomed = orphaned_children(children, owners, now, grace)
+            deleted[kind] = [n for n in doomed if await self.kube.delete(kind, n)]
+        secrets = await self.kube.list_metadata("Secret", label_selector=TOKEN_SELECTOR)
+        doomed = leftover_token_secrets(secrets, owners, now, grace)
+        deleted["Secret"] = [n for n in doomed if await self.kube.delete("Secret", n)]
+        swept = {kind: names for kind, names in deleted.items() if names}
+        if swept:
+            log.info("housekeeping deleted objects", extra={"fields": {"deleted": swept}})
+        return swept

@@ -1,0 +1,110 @@
+"""Operator settings, read from the environment (`MOODLE_ARCHIVER_*`).
+
+Names shared with the gateway (jobs namespace, parallel jobs, log level) come from
+`ControlPlaneSettings`, with the same variables and meaning. Maps and lists
+(`*_ENV`, `*_ANNOTATIONS`, `*_NODE_SELECTOR`, `*_TOLERATIONS`, ...) are JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from moodle_archive_job.settings import RefBool
+
+from ..settings_base import ControlPlaneSettings
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Env names the operator sets on every job pod itself; `job_env` may not override them.
+RESERVED_JOB_ENV = frozenset(
+    {
+        "MOODLE_ARCHIVER_ARCHIVEJOB_NAME",
+        "MOODLE_ARCHIVER_ARCHIVEJOB_NAMESPACE",
+        "MOODLE_ARCHIVER_KUBE_TOKEN_FILE",
+        "MOODLE_ARCHIVER_KUBE_CA_FILE",
+        "QUIZ_ARCHIVER_REQUEST_TIMEOUT_SEC",
+        "QUIZ_ARCHIVER_WORK_DIR",
+        "HOME",
+        "TMPDIR",
+    }
+)
+
+
+class OperatorSettings(ControlPlaneSettings):
+    # --- queue and timeouts ---------------------------------------------------------------
+    # An admitted job whose pod has not started running after this long is failed.
+    pending_timeout_sec: float = Field(default=600, gt=0)
+    # An ArchiveJob whose token Secret never appears is failed after this long.
+    token_secret_timeout_sec: float = Field(default=60, gt=0)
+    # The runner stops itself this much before the Job's activeDeadlineSeconds (at most
+    # a fifth of the timeout) so that it can still tell Moodle TIMEOUT.
+    runner_deadline_margin_sec: int = Field(default=60, ge=0)
+
+    # --- the Job and its pod ---------------------------------------------------------------
+    job_image: str = "moodle-archive-job:latest"
+    job_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    job_image_pull_secrets: list[str] = Field(default_factory=list)
+    job_command: list[str] = Field(default_factory=lambda: ["moodle-archiver"], min_length=1)
+    backoff_limit: int = Field(default=1, ge=0, le=10)
+    ttl_seconds_after_finished: int | None = Field(default=3600, ge=0)
+    job_cpu_request: str = "500m"
+    job_cpu_limit: str | None = "2"
+    job_memory_request: str = "1Gi"
+    job_memory_limit: str = "2Gi"
+    job_ephemeral_storage_request: str | None = None
+    job_ephemeral_storage_limit: str | None = None
+    job_tmp_size_limit: str = "1Gi"
+    job_work_size_limit: str = "8Gi"
+    job_shm_size_limit: str = "1Gi"
+    job_run_as_user: int = Field(default=10001, ge=1)
+    job_run_as_group: int = Field(default=10001, ge=1)
+    job_fs_group: int = Field(default=10001, ge=1)
+    job_termination_grace_period_sec: int = Field(default=30, ge=0)
+    # Lifetime of the projected ServiceAccount token the pod patches its status with.
+    job_api_token_expiration_sec: int = Field(default=3600, ge=600)
+    # Extra environment of job pods (QUIZ_ARCHIVER_* runner settings), JSON object.
+    job_env: dict[str, str] = Field(default_factory=dict)
+    job_pod_annotations: dict[str, str] = Field(default_factory=dict)
+    job_pod_labels: dict[str, str] = Field(default_factory=dict)
+    job_node_selector: dict[str, str] = Field(default_factory=dict)
+    job_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    job_priority_class_name: str | None = None
+    job_runtime_class_name: str | None = None
+    # Host networking for job pods (off; the node e2e test on a bare kubelet needs it).
+    job_host_network: RefBool = False
+
+    # --- housekeeping ----------------------------------------------------------------------
+    # Finished ArchiveJobs kept: at most this many, none older than the age (0: no limit).
+    history_max_count: int = Field(default=200, ge=0)
+    history_max_age_sec: float = Field(default=7 * 24 * 3600, ge=0)
+    housekeeping_interval_sec: float = Field(default=30, gt=0)
+    # Objects younger than this are never swept as orphans (they may be being created).
+    orphan_grace_sec: float = Field(default=120, ge=0)
+    # Every live ArchiveJob is reconciled at least this often (a safety net for missed events).
+    resync_interval_sec: float = Field(default=30, gt=0)
+
+    # --- the process -----------------------------------------------------------------------
+    workers: int = Field(default=8, ge=1, le=64)
+    kube_timeout_sec: float = Field(default=10, gt=0)
+    moodle_notify_timeout_sec: float = Field(default=20, gt=0)
+    liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - a server in a pod listens on all interfaces
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+
+    @field_validator("job_env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not _ENV_NAME_RE.match(name):
+                raise ValueError(f"not an environment variable name: {name!r}")
+            if name in RESERVED_JOB_ENV:
+                raise ValueError(f"{name} is set by the operator and cannot be overridden")
+        return env
+
+    def runner_timeout_sec(self, timeout_seconds: int) -> int:
+        """The runner's own limit for a Job whose activeDeadlineSeconds is `timeout_seconds`."""
+        margin = min(self.runner_deadline_margin_sec, timeout_seconds // 5)
+        return max(1, timeout_seconds - margin)

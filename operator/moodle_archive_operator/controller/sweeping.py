@@ -1,0 +1,101 @@
+"""What housekeeping deletes: a pure plan over listed objects.
+
+* History: finished ArchiveJobs beyond the newest `max_count`, or finished longer
+  ago than `max_age_sec` (0 disables either limit).
+* Orphans: per-job objects (by label) whose ArchiveJob no longer exists, and token
+  Secrets whose ArchiveJob is gone or finished. Objects younger than the grace
+  period are left alone: they may be in the middle of being created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..archivejob import LABEL_FINISHED
+from .conditions import parse_time
+from .naming import LABEL_ARCHIVEJOB_UID
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _finished_at(archivejob: dict[str, Any]) -> datetime | None:
+    status = archivejob.get("status") or {}
+    return parse_time(status.get("completionTime")) or parse_time(
+        _meta(archivejob).get("creationTimestamp")
+    )
+
+
+def history_to_delete(
+    finished: list[dict[str, Any]], now: datetime, max_count: int, max_age_sec: float
+) -> list[str]:
+    dated = [(aj, _finished_at(aj)) for aj in finished if not _meta(aj).get("deletionTimestamp")]
+    dated.sort(key=lambda pair: pair[1] or now, reverse=True)
+    doomed = []
+    for index, (aj, when) in enumerate(dated):
+        too_many = max_count > 0 and index >= max_count
+        too_old = (
+            max_age_sec > 0 and when is not None and (now - when).total_seconds() > max_age_sec
+        )
+        if too_many or too_old:
+            doomed.append(str(_meta(aj)["name"]))
+    return doomed
+
+
+@dataclass(frozen=True)
+class Owners:
+    """The ArchiveJobs that exist, by uid, and which of them are finished."""
+
+    uids: frozenset[str]
+    finished_uids: frozenset[str]
+
+    @classmethod
+    def of(cls, archivejobs: list[dict[str, Any]]) -> Owners:
+        uids = {str(_meta(aj).get("uid")) for aj in archivejobs}
+        finished = {
+            str(_meta(aj).get("uid"))
+            for aj in archivejobs
+            if (_meta(aj).get("labels") or {}).get(LABEL_FINISHED) == "true"
+        }
+        return cls(frozenset(uids), frozenset(finished))
+
+
+def _old_enough(obj: dict[str, Any], now: datetime, grace_sec: float) -> bool:
+    created = parse_time(_meta(obj).get("creationTimestamp"))
+    return created is None or (now - created).total_seconds() >= grace_sec
+
+
+def _owner_uids(obj: dict[str, Any]) -> set[str]:
+    return {
+        str(ref.get("uid"))
+        for ref in _meta(obj).get("ownerReferences") or []
+        if ref.get("kind") == "ArchiveJob"
+    }
+
+
+def orphaned_children(
+    children: list[dict[str, Any]], owners: Owners, now: datetime, grace_sec: float
+) -> list[str]:
+    doomed = []
+    for obj in children:
+        uid = (_meta(obj).get("labels") or {}).get(LABEL_ARCHIVEJOB_UID)
+        if uid not in owners.uids and _old_enough(obj, now, grace_sec):
+            doomed.append(str(_meta(obj)["name"]))
+    return doomed
+
+
+def leftover_token_secrets(
+    secrets: list[dict[str, Any]], owners: Owners, now: datetime, grace_sec: float
+) -> list[str]:
+    doomed = []
+    for secret in secrets:
+        refs = _owner_uids(secret)
+        gone = not refs & owners.uids
+        finished = bool(refs & owners.finished_uids)
+        if finished or (gone and _old_enough(secret, now, grace_sec)):
+            doomed.append(str(_meta(secret)["name"]))
+    return doomed
