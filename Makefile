@@ -19,7 +19,7 @@ lint: setup ## ruff
 	$(VENV)/bin/ruff check job-image operator tests bench
 
 demo: setup ## archive a quiz of a fake Moodle end to end
-	$(PY) -m tests.fakemoodle.demo
+	$(PY) scripts/demo_runner.py
 
 bench: setup ## run the benchmarks in bench/
 	$(PY) bench/runner_bench.py
