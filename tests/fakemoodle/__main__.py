@@ -4,8 +4,10 @@
         [--backups quiz,course] [--mathjax 3] [--body-file job.json] [--worker-url URL]
 
 Prints the base URL and the plugin's request body for one created job (to ``--body-file`` and
-stdout). With ``--worker-url`` it also submits the job like the plugin does. Runs until Ctrl-C;
-``--jobs-file`` receives a JSON summary of all jobs on exit.
+stdout). With ``--worker-url`` it also submits the job like the plugin does; otherwise the job
+row is inserted as soon as a worker first calls with the job's token and a job id (nobody else
+could tell this Moodle the worker's job id). Runs until Ctrl-C or SIGTERM; ``--jobs-file``
+receives a JSON summary of all jobs on exit.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--body-file", type=Path, default=None)
     parser.add_argument("--jobs-file", type=Path, default=None)
     parser.add_argument("--worker-url", default=None, help="submit the job to this worker")
+    parser.add_argument(
+        "--no-auto-register",
+        action="store_true",
+        help="never insert the job row unless --worker-url is used",
+    )
     args = parser.parse_args(argv)
 
     moodle = FakeMoodle(
@@ -78,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 backup_ready_after=args.backup_ready_after,
                 keep_html_files=args.keep_html,
                 timeout_min=args.timeout_min,
+                auto_register_after=None if args.no_auto_register or args.worker_url else 0.0,
             )
             body = json.dumps(job.request_body, indent=2)
             if args.body_file:

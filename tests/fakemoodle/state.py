@@ -103,7 +103,7 @@ class Attachment:
     contextid: int
     usageid: int
     itemid: int
-    content: bytes
+    content: bytes = field(repr=False)
 
     @property
     def contenthash(self) -> str:
@@ -161,7 +161,7 @@ class Backup:
     created: float
     ready_after: float
     fails: bool
-    content: bytes
+    content: bytes = field(repr=False)
     deleted: bool = False
 
     def state(self, now: float) -> Literal["pending", "ok", "failed"]:
@@ -172,7 +172,7 @@ class Backup:
 
 @dataclass
 class Token:
-    token: str
+    token: str = field(repr=False)
     service: str
     userid: int
     validuntil: int
@@ -212,13 +212,13 @@ class Job:
     """
 
     protocol: Protocol
-    token: str
-    quiz: Quiz
-    request_body: dict[str, Any]
+    token: str = field(repr=False)
+    quiz: Quiz = field(repr=False)
+    request_body: dict[str, Any] = field(repr=False)
     endpoint_path: str
     timeout_min: int
     created: float
-    backups: list[Backup] = field(default_factory=list)
+    backups: list[Backup] = field(default_factory=list, repr=False)
     taskid: int | None = None
     jobid: str | None = None
     registered: bool = False
@@ -226,7 +226,7 @@ class Job:
     status: str | int | None = None
     statusextras: Any = None
     progress: int | None = None
-    status_updates: list[StatusUpdate] = field(default_factory=list)
+    status_updates: list[StatusUpdate] = field(default_factory=list, repr=False)
     artifact_path: Path | None = None
     artifact_filename: str | None = None
     artifact_sha256: str | None = None

@@ -512,6 +512,7 @@ def test_call_records_redact_tokens(setup, moodle: FakeMoodle) -> None:  # type:
     records = moodle.ws_calls("quiz_archiver_update_job_status")
     assert [r.token_valid for r in records] == [True, False]
     assert all(job.token not in repr(r) for r in moodle.calls)
+    assert job.token not in repr(job)
     assert records[0].params["wstoken"].startswith("<redacted:")
     assert (
         records[0].jobid == JOBID and records[0].method == "GET" and records[0].http_status == 200
