@@ -13,12 +13,13 @@ test server has no Moodle, so:
   filter_mathjaxloader/loader, answers them asynchronously like RequireJS and adds the
   MathJax script like Moodle 5.0's loader). The rest stays 404. This exercises the part of
   the real chain the probe depends on: MathJax arriving late, after the load event, while
-  Moodle's pending_js still lists the loader.
+  Moodle's pending_js still lists core/first and then the loader.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,62 +27,11 @@ import pytest
 from moodle_archive_job.render import RenderResult
 from moodle_archive_job.task import PaperFormat
 from tests.browser.conftest import BrowserHarness
+from tests.browser.moodle_sample import sample_html, serve_moodle_stand_in
 from tests.browser.pdfs import pdf_text
 from tests.browser.server import LoopbackServer
 
 pytestmark = pytest.mark.browser
-
-SAMPLE = Path(__file__).parents[1] / "fixtures" / "moodle-5.0" / "moodle-5.0-attempt-report.html"
-SAMPLE_ORIGIN = "http://127.0.0.1:8080"
-REVISION = "1795832315"
-
-JAVASCRIPT_STATIC = """
-M.util = M.util || {};
-M.util.pending_js = [];
-M.util.js_pending = function (id) {
-  if (typeof id !== 'undefined') { M.util.pending_js.push(id); }
-  return id;
-};
-M.util.js_complete = function (id) {
-  var at = M.util.pending_js.indexOf(id);
-  if (at >= 0) { M.util.pending_js.splice(at, 1); }
-};
-M.util.help_popups = {setup: function () {}};
-"""
-
-REQUIRE_STAND_IN = """
-(function () {
-  var modules = {
-    'core/first': {},
-    'filter_mathjaxloader/loader': {
-      configure: function (params) {
-        var script = document.createElement('script');
-        script.type = 'text/javascript';
-        script.src = params.mathjaxurl;
-        document.getElementsByTagName('head')[0].appendChild(script);
-      }
-    }
-  };
-  window.define = function () {};
-  window.require = function (names, callback) {
-    // Modules arrive later, one request each; unknown ones never do (like a 404 in RequireJS
-    // with waitSeconds 0).
-    setTimeout(function () {
-      for (var i = 0; i < names.length; i++) {
-        if (!(names[i] in modules)) { return; }
-      }
-      if (callback) { callback.apply(null, names.map(function (n) { return modules[n]; })); }
-    }, 300);
-  };
-})();
-"""
-
-
-def sample_html(origin: str) -> str:
-    html = SAMPLE.read_text("utf-8")
-    assert SAMPLE_ORIGIN in html
-    escaped = SAMPLE_ORIGIN.replace("/", "\\/")
-    return html.replace(SAMPLE_ORIGIN, origin).replace(escaped, origin.replace("/", "\\/"))
 
 
 def render_sample(harness: BrowserHarness, pdf: Path) -> RenderResult:
@@ -99,12 +49,11 @@ def assert_report_text(text: str) -> None:
 
 
 @pytest.fixture
-def moodle_stand_in(server: LoopbackServer) -> LoopbackServer:
-    base = f"/lib/javascript.php/{REVISION}/lib"
-    server.serve(f"{base}/javascript-static.js", JAVASCRIPT_STATIC, "application/javascript")
-    server.serve(f"{base}/requirejs/require.min.js", REQUIRE_STAND_IN, "application/javascript")
+def moodle_stand_in(server: LoopbackServer) -> Iterator[LoopbackServer]:
+    paths = serve_moodle_stand_in(server)
     yield server
-    server.canned.clear()
+    for path in paths:
+        del server.canned[path]
 
 
 def test_sample_renders_offline_with_formulas_as_tex(

@@ -64,9 +64,12 @@ def moodle_roots(base_url: str, html: str) -> list[str]:
 
 def moodle_script_pattern(roots: Iterable[str]) -> re.Pattern[str]:
     prefixes = "|".join(re.escape(root) for root in roots)
-    # Static .js files and Moodle's script handlers (requirejs.php, javascript.php, yui_combo.php).
+    # Static .js files and Moodle's script handlers (requirejs.php, javascript.php,
+    # yui_combo.php); not a MathJax copy hosted on the site (megabytes, never the snippet).
     return re.compile(
-        rf"^(?:{prefixes})/[^?#]*(?:\.js|requirejs\.php|javascript\.php|yui_combo\.php)(?:[/?#].*)?$"
+        rf"^(?:{prefixes})/(?![^?#]*mathjax)[^?#]*"
+        r"(?:\.js|requirejs\.php|javascript\.php|yui_combo\.php)(?:[/?#].*)?$",
+        re.IGNORECASE,
     )
 
 

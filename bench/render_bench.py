@@ -1,0 +1,165 @@
+"""Render cost of the real Moodle 5.0 attempt report on one Chromium, at concurrency 1 and 4,
+and post-processing cost per PDF (image optimisation, PDF/A-3b with Ghostscript).
+
+The sample is served from a loopback server with the Moodle stand-in scripts of the browser
+tests, so its two formulas are typeset by MathJax 3 loaded through the (stand-in) Moodle
+loader; --offline leaves every Moodle resource 404 instead (no MathJax).
+
+    .venv/bin/python bench/render_bench.py [--attempts 16] [--offline]
+
+Per attempt: navigate (DOMContentLoaded of the report on its fake URL), ready (readiness
+probe), print (print-to-PDF and write), and their sum. "wall/attempt" is the wall time of a
+batch divided by its attempts: the cost per attempt when several are in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+from _measure import TreeMemorySampler  # noqa: E402
+
+from moodle_archive_job.pdf_postprocess import (  # noqa: E402
+    check_ghostscript,
+    convert_to_pdfa,
+    optimize_images,
+)
+from moodle_archive_job.render import Renderer, RenderResult  # noqa: E402
+from moodle_archive_job.settings import RunnerSettings  # noqa: E402
+from moodle_archive_job.task import ImageOptimize, PaperFormat  # noqa: E402
+from tests.browser.moodle_sample import sample_html, serve_moodle_stand_in  # noqa: E402
+from tests.browser.server import LoopbackServer  # noqa: E402
+
+NODE_MODULES = (
+    Path(os.environ.get("MOODLE_ARCHIVER_CACHE_DIR", "~/.cache/moodle-archive-operator"))
+    .expanduser()
+    .joinpath("npm", "node_modules")
+)
+LOOPBACK_ONLY = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",)
+
+
+def settings() -> RunnerSettings:
+    return RunnerSettings(
+        chromium_path=os.environ.get("MOODLE_ARCHIVER_CHROMIUM", "/usr/bin/chromium"),
+        wait_for_ready_signal=True,
+        wait_for_ready_signal_timeout_sec=30,
+        continue_after_ready_signal_timeout=False,
+        wait_for_navigation_timeout_sec=30,
+        prevent_redirect_to_login=True,
+        demo_mode=False,
+    )
+
+
+async def batch(
+    renderer: Renderer, html: str, origin: str, out: Path, attempts: int, concurrency: int
+) -> tuple[float, list[RenderResult]]:
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(n: int) -> RenderResult:
+        async with slots:
+            pdf = out / f"c{concurrency}-{n}.pdf"
+            return await renderer.render_pdf(html, origin, pdf, PaperFormat.A4)
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(n) for n in range(attempts)))
+    return time.perf_counter() - started, list(results)
+
+
+def report_batch(concurrency: int, wall: float, results: list[RenderResult]) -> None:
+    def mean(key: str) -> float:
+        return statistics.mean(r.timings[key] for r in results)
+
+    totals = [sum(r.timings.values()) for r in results]
+    print(
+        f"  concurrency {concurrency}: {len(results)} attempts in {wall:.2f} s -> "
+        f"wall/attempt {wall / len(results):.3f} s | per attempt: navigate {mean('navigate'):.3f}"
+        f" + ready {mean('ready'):.3f} + print {mean('print'):.3f} = {statistics.mean(totals):.3f}"
+        f" s (median {statistics.median(totals):.3f}, max {max(totals):.3f})"
+    )
+
+
+async def render_runs(
+    html: str, origin: str, out: Path, attempts: int
+) -> dict[int, list[RenderResult]]:
+    started = time.perf_counter()
+    async with Renderer(settings(), extra_browser_args=LOOPBACK_ONLY) as renderer:
+        print(f"Chromium start: {time.perf_counter() - started:.2f} s")
+        await batch(renderer, html, origin, out, 2, 1)  # warm-up: disk cache, JIT
+        runs = {}
+        for concurrency in (1, 4):
+            wall, results = await batch(renderer, html, origin, out, attempts, concurrency)
+            report_batch(concurrency, wall, results)
+            runs[concurrency] = results
+        markers = runs[1][0].readiness_markers
+        print(f"  readiness markers of one attempt: {', '.join(markers)}")
+        return runs
+
+
+def postprocess_runs(pdfs: list[Path], gs: str) -> None:
+    optimize = ImageOptimize(width=1024, height=1024, quality=75)
+    timings: dict[str, list[float]] = {"optimize_images": [], "convert_to_pdfa": []}
+    for pdf in pdfs:
+        started = time.perf_counter()
+        optimize_images(pdf, optimize)
+        timings["optimize_images"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        convert_to_pdfa(pdf, gs, 30, "bench")
+        timings["convert_to_pdfa"].append(time.perf_counter() - started)
+    size = statistics.mean(p.stat().st_size for p in pdfs) / 1024
+    for name, values in timings.items():
+        print(
+            f"  {name}: mean {statistics.mean(values):.3f} s, median "
+            f"{statistics.median(values):.3f} s over {len(values)} files"
+        )
+    print(f"  PDF size after both: {size:.0f} KiB")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attempts", type=int, default=16)
+    parser.add_argument("--offline", action="store_true", help="no Moodle stand-in, no MathJax")
+    args = parser.parse_args()
+
+    gs = shutil.which("gs")
+    if gs is None:
+        print("Ghostscript (gs) not found", file=sys.stderr)
+        return 2
+    server = LoopbackServer(NODE_MODULES)
+    server.start()
+    if not args.offline:
+        serve_moodle_stand_in(server)
+    html = sample_html(server.origin)
+    print(
+        f"Sample: Moodle 5.0 attempt report ({len(html) // 1024} KiB), "
+        f"{'offline' if args.offline else 'MathJax 3 via the Moodle loader stand-in'}; "
+        f"{os.cpu_count()} CPUs; Ghostscript {check_ghostscript(gs)}"
+    )
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            out = Path(scratch)
+            with TreeMemorySampler(os.getpid()) as memory:
+                runs = asyncio.run(render_runs(html, server.origin, out, args.attempts))
+            print(
+                f"  peak memory (PSS, this process + Playwright + Chromium): "
+                f"{memory.peak_bytes / 2**20:.0f} MiB"
+            )
+            print("Post-processing, per file (sequential):")
+            postprocess_runs([r.pdf_path for r in runs[1]], gs)
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The real Moodle 5.0 attempt report sample, moved to a test server, and a stand-in for
+the two Moodle scripts its MathJax depends on (see test_moodle_sample.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.browser.server import LoopbackServer
+
+SAMPLE = Path(__file__).parents[1] / "fixtures" / "moodle-5.0" / "moodle-5.0-attempt-report.html"
+SAMPLE_ORIGIN = "http://127.0.0.1:8080"
+REVISION = "1795832315"
+
+JAVASCRIPT_STATIC = """
+M.util = M.util || {};
+M.util.pending_js = [];
+M.util.js_pending = function (id) {
+  if (typeof id !== 'undefined') { M.util.pending_js.push(id); }
+  return id;
+};
+M.util.js_complete = function (id) {
+  var at = M.util.pending_js.indexOf(id);
+  if (at >= 0) { M.util.pending_js.splice(at, 1); }
+};
+M.util.help_popups = {setup: function () {}};
+"""
+
+REQUIRE_STAND_IN = """
+(function () {
+  var modules = {
+    'core/first': {},
+    'filter_mathjaxloader/loader': {
+      configure: function (params) {
+        var script = document.createElement('script');
+        script.type = 'text/javascript';
+        script.src = params.mathjaxurl;
+        document.getElementsByTagName('head')[0].appendChild(script);
+      }
+    }
+  };
+  window.define = function () {};
+  window.require = function (names, callback) {
+    // Modules arrive later, one request each; unknown ones never do (like a 404 in RequireJS
+    // with waitSeconds 0).
+    setTimeout(function () {
+      for (var i = 0; i < names.length; i++) {
+        if (!(names[i] in modules)) { return; }
+      }
+      if (callback) { callback.apply(null, names.map(function (n) { return modules[n]; })); }
+    }, 300);
+  };
+})();
+"""
+
+
+def sample_html(origin: str) -> str:
+    html = SAMPLE.read_text("utf-8")
+    assert SAMPLE_ORIGIN in html
+    escaped = SAMPLE_ORIGIN.replace("/", "\\/")
+    return html.replace(SAMPLE_ORIGIN, origin).replace(escaped, origin.replace("/", "\\/"))
+
+
+def serve_moodle_stand_in(server: LoopbackServer) -> list[str]:
+    """Serve the stand-in scripts where the sample loads Moodle's; returns their paths."""
+    base = f"/lib/javascript.php/{REVISION}/lib"
+    scripts = {
+        f"{base}/javascript-static.js": JAVASCRIPT_STATIC,
+        f"{base}/requirejs/require.min.js": REQUIRE_STAND_IN,
+    }
+    for path, source in scripts.items():
+        server.serve(path, source, "application/javascript")
+    return list(scripts)

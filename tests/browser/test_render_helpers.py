@@ -1,0 +1,139 @@
+"""The renderer's pure helpers (no browser needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from moodle_archive_job.render.chromium import launch_args, proxy_settings
+from moodle_archive_job.render.login_redirect import LOGIN_URL_PATTERN, patch_login_redirect
+from moodle_archive_job.render.paper import paper_size_css, paper_size_points
+from moodle_archive_job.render.routes import moodle_roots, moodle_script_pattern
+from moodle_archive_job.render.urls import loggable_url, redact_urls
+from moodle_archive_job.settings import RunnerSettings
+from moodle_archive_job.task import PaperFormat
+
+# How Moodle's core/ajax has written the redirect over the years (source and built files).
+REDIRECTS = [
+    b'window.location = URL.relativeUrl("/login/index.php");',
+    b'"servicerequireslogin"!==e.errorcode||n?r():window.location=URL.relativeUrl("/login/index.php")',
+    b"window.location = MoodleURL.relativeUrl('/login/index.php');",
+    b'window.location=_url.default.relativeUrl("/login/index.php")',
+    b'window.location=(0,_url.relativeUrl)("/login/index.php")',
+    b'window.location.href = URL.relativeUrl( "/login/index.php" )',
+]
+
+
+@pytest.mark.parametrize("source", REDIRECTS)
+def test_login_redirect_snippets_are_patched(source: bytes) -> None:
+    patched = patch_login_redirect(b"var a = 1;\n" + source + b"\nvar b = 2;")
+    assert patched is not None
+    assert b"relativeUrl" not in patched
+    assert b"window.location" not in patched
+    assert b"prevented redirect to /login/index.php" in patched
+    assert patched.startswith(b"var a = 1;\n")
+    assert patched.endswith(b"\nvar b = 2;")
+
+
+def test_patched_ternary_stays_an_expression() -> None:
+    patched = patch_login_redirect(REDIRECTS[1])
+    assert patched is not None
+    assert b"?r():void window.console.warn(" in patched
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        b"var x = 1;",
+        b'var help = "see /login/index.php for details";',  # mentions the page, no redirect
+        b'window.location = "/course/view.php";',
+    ],
+)
+def test_scripts_without_the_redirect_are_not_touched(source: bytes) -> None:
+    assert patch_login_redirect(source) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "blocked"),
+    [
+        ("https://moodle.example/login/index.php", True),
+        ("https://moodle.example/moodle/login/index.php?sesskey=x", True),
+        ("http://127.0.0.1:8080/login/token.php", True),
+        ("https://moodle.example/login/", False),
+        ("https://moodle.example/mod/quiz/review.php?next=/login/index.php", False),
+        ("https://moodle.example/theme/login/style.css", False),
+    ],
+)
+def test_login_url_pattern(url: str, blocked: bool) -> None:
+    assert bool(LOGIN_URL_PATTERN.match(url)) is blocked
+
+
+def test_script_roots_include_the_reports_base_href() -> None:
+    html = '<head><base href="https://public.example/moodle"></head>'
+    roots = moodle_roots("http://moodle.internal:8080/", html)
+    assert roots == ["http://moodle.internal:8080", "https://public.example/moodle"]
+    assert moodle_roots("https://m.example", "<head></head>") == ["https://m.example"]
+
+
+@pytest.mark.parametrize(
+    ("url", "routed"),
+    [
+        ("https://m.example/lib/requirejs.php/1795832315/core/first.js", True),
+        ("https://m.example/lib/requirejs.php?file=/1795832315/core/ajax.js", True),
+        ("https://m.example/lib/javascript.php/1795832315/lib/polyfills/polyfill.js", True),
+        ("https://m.example/theme/yui_combo.php?rollup/3.18.1/yui-moodlesimple.js", True),
+        ("https://m.example/mod/quiz/module.js", True),
+        ("https://m.example/lib/mathjax/es5/tex-mml-chtml.js", False),  # large, never patched
+        ("https://m.example/theme/styles.php/boost/1/all", False),
+        ("https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js", False),
+        ("https://m.example.evil/lib/javascript.php/1/x.js", False),
+    ],
+)
+def test_only_moodle_scripts_are_routed(url: str, routed: bool) -> None:
+    assert bool(moodle_script_pattern(["https://m.example"]).match(url)) is routed
+
+
+def test_loggable_urls_have_no_query_or_credentials() -> None:
+    assert (
+        loggable_url("https://user:pw@m.example:8443/webservice/pluginfile.php/1/a.png?token=abc#x")
+        == "https://m.example:8443/webservice/pluginfile.php/1/a.png"
+    )
+    assert loggable_url("data:image/png;base64," + "A" * 500).endswith("...")
+    text = "Failed https://m.example/lib/ajax/service.php?sesskey=s3cr3t&info=x (500)"
+    assert redact_urls(text) == "Failed https://m.example/lib/ajax/service.php (500)"
+
+
+def test_paper_sizes_are_exact() -> None:
+    width, height = paper_size_points(PaperFormat.A4)
+    assert (round(width, 2), round(height, 2)) == (595.28, 841.89)
+    assert paper_size_css(PaperFormat.LETTER) == ("816.0000px", "1056.0000px")
+    assert paper_size_points(PaperFormat.LEDGER) == (1224, 792)
+
+
+def test_proxy_settings_split_credentials() -> None:
+    settings = RunnerSettings(
+        proxy_server_url="http://us%40er:p%3Ass@proxy.example:3128",
+        proxy_bypass_domains="moodle.internal, .example.org",
+    )
+    assert proxy_settings(settings) == {
+        "server": "http://proxy.example:3128",
+        "username": "us@er",
+        "password": "p:ss",
+        "bypass": "moodle.internal,.example.org",
+    }
+    assert proxy_settings(RunnerSettings(proxy_server_url="false")) is None
+    assert proxy_settings(RunnerSettings(proxy_server_url=None)) is None
+
+
+def test_launch_args_keep_chromium_off_the_network() -> None:
+    args = launch_args(("--extra",))
+    for flag in (
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--disable-gpu",
+        "--disable-web-security",
+    ):
+        assert flag in args
+    assert args[-1] == "--extra"
