@@ -115,12 +115,15 @@ class FaultConfig:
             return None
 
     def clear(self) -> None:
-        """Remove all latencies and pending HTTP failures and bring the server up."""
+        """Back to no faults at all (and the server up)."""
         with self._lock:
             self.latency.clear()
             self._failures.clear()
             self.attachment_bad_hash = False
             self.attachment_oversize_bytes = None
+            self.max_upload_bytes = None
+            self.upload_max_filesize = None
+            self.post_max_size = None
             self.mathjax = None
             self.login_redirect = False
         self.up()

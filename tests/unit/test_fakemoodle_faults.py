@@ -182,3 +182,20 @@ def test_long_get_request_lines_are_refused(moodle: FakeMoodle, job) -> None:  #
     }
     response = WsClient(moodle, job.token).raw("quiz_archiver_get_attempts_metadata", params)
     assert response.status_code == 414
+
+
+def test_clear_removes_every_fault(moodle: FakeMoodle, job) -> None:  # type: ignore[no-untyped-def]
+    faults = moodle.faults
+    faults.report_latency = 5
+    faults.fail_next("rest", 3)
+    faults.max_upload_bytes = faults.post_max_size = 1
+    faults.mathjax, faults.attachment_bad_hash = "hang", True
+    faults.down()
+    faults.clear()
+    assert faults.latency == {} and faults.is_down is None and faults.mathjax is None
+    assert faults.max_upload_bytes is None and faults.post_max_size is None
+    client = WsClient(moodle, job.token)
+    assert client.call("quiz_archiver_update_job_status", jobid=JOBID, status="RUNNING") == {
+        "status": "OK"
+    }
+    assert "errortype" not in client.upload(b"abc").json()[0]
