@@ -167,3 +167,35 @@ def test_output_does_not_depend_on_concurrency(tmp_path: Path) -> None:
                 assert folders == ["attempts/same"] + [f"attempts/same_{i}" for i in ids[1:]]
     assert list(contents[0]) == list(contents[1])
     assert contents[0].keys() == contents[1].keys()
+
+
+def test_pdfa_and_image_optimisation_in_the_archive(moodle: FakeMoodle, tmp_path: Path) -> None:
+    import re
+
+    from pypdf import PdfReader
+
+    quiz = moodle.create_quiz(attempts=2, with_formulas=True)
+    job = moodle.create_job(quiz, image_optimize={"width": 64, "height": 64, "quality": 50})
+    result = run_fake_job(moodle, job, fast_settings(tmp_path, pdfa_conversion=True))
+    assert result.outcome.phase is Phase.SUCCEEDED, result.outcome.message
+    with result.archive() as zf:
+        pdfs = [n for n in zf.namelist() if n.endswith(".pdf")]
+        assert len(pdfs) == 2
+        for name in pdfs:
+            path = tmp_path / "check.pdf"
+            path.write_bytes(zf.read(name))
+            reader = PdfReader(path)
+            xmp = reader.trailer["/Root"]["/Metadata"].get_object().get_data()
+            assert re.search(rb"pdfaid:part(>|=[\"'])3", xmp), name
+            assert re.search(rb"pdfaid:conformance(>|=[\"'])B", xmp), name
+            assert "/OutputIntents" in reader.trailer["/Root"]
+            for page in reader.pages:
+                for image in page.images:
+                    assert image.image is not None
+                    width, height = image.image.size
+                    assert width <= 64 and height <= 64, (name, image.name, width, height)
+            assert attempt_words(quiz) & set(pdf_text(path).split())
+
+
+def attempt_words(quiz: Quiz) -> set[str]:
+    return {a.answer_word for a in quiz.attempts}
