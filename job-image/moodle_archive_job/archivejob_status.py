@@ -136,6 +136,22 @@ class ArchiveJobStatusSink:
         self._thread.join(timeout)
         self._session.close()
 
+    def archivejob_exists(self) -> bool | None:
+        """Whether this pod's ArchiveJob still exists (None: cannot tell)."""
+        try:
+            token = self.token_file.read_text(encoding="utf-8").strip()
+            response = self._session.get(
+                self.url,
+                headers={"Authorization": f"Bearer {token}"},
+                verify=self.verify,
+                timeout=self.timeout,
+            )
+        except (OSError, requests.RequestException):
+            return None
+        if response.status_code == 404:
+            return False
+        return True if response.status_code == 200 else None
+
     # --- background ----------------------------------------------------------------------------
 
     def _next(self) -> dict[str, Any] | None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import uuid
 from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
-from .archivejob_status import sink_from_env
+from .archivejob_status import ArchiveJobStatusSink, sink_from_env
 from .logs import configure_logging, register_secret
-from .pipeline import JobContext, run_job
+from .moodle_api import JobStatus, api_for
+from .moodle_client import MoodleClient
+from .pipeline import JobContext, JobOutcome, run_job
 from .progress import FanOut, LogSink, Phase, ProgressSink, TerminalSink
 from .request_parsing import RequestRejected, detect_protocol, parse_archive_request
 from .settings import RunnerSettings
@@ -24,6 +27,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID_INPUT = 2
 EXIT_TIMEOUT = 3
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class InputError(Exception):
@@ -119,10 +123,12 @@ def run_job_command(args: argparse.Namespace, extra_sinks: tuple[ProgressSink, .
         extra_sinks = (*extra_sinks, status_sink)
     sink = FanOut(TerminalSink() if interactive else LogSink(), *extra_sinks)
     try:
-        outcome = asyncio.run(run_job(JobContext(
+        outcome = asyncio.run(_stoppable(JobContext(
             task=task, token=token, job_id=job_id, settings=settings, sink=sink,
             keep_archive=args.keep_archive,
         )))
+        if outcome is None:
+            return _terminated(task, token, job_id, status_sink)
     finally:
         if status_sink is not None:
             status_sink.close()
@@ -131,6 +137,35 @@ def run_job_command(args: argparse.Namespace, extra_sinks: tuple[ProgressSink, .
         return EXIT_OK
     print(f"moodle-archiver: {outcome.phase}: {outcome.message}", file=sys.stderr)
     return EXIT_TIMEOUT if outcome.phase is Phase.TIMED_OUT else EXIT_FAILED
+
+
+async def _stoppable(ctx: JobContext) -> JobOutcome | None:
+    """run_job, or None if SIGTERM stopped it (the pod is being deleted)."""
+    current = asyncio.current_task()
+    assert current is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
+    try:
+        return await run_job(ctx)
+    except asyncio.CancelledError:
+        return None
+
+
+def _terminated(
+    task: ArchiveTask, token: SecretStr, job_id: str, status_sink: ArchiveJobStatusSink | None
+) -> int:
+    """Stopped by SIGTERM. If the ArchiveJob is gone (deleted), nobody else holds the token
+    any more: tell Moodle FAILED. If it still exists (eviction, deadline), another pod or the
+    operator carries on and Moodle is not told here."""
+    if status_sink is None or status_sink.archivejob_exists() is False:
+        client = MoodleClient(task.moodle, token, retries=1, connect_timeout=5, read_timeout=10)
+        try:
+            answer = api_for(task, client, job_id).update_status(JobStatus.FAILED)
+        finally:
+            client.close()
+        print(f"moodle-archiver: stopped; Moodle told FAILED ({answer})", file=sys.stderr)
+    else:
+        print("moodle-archiver: stopped", file=sys.stderr)
+    return EXIT_TERMINATED
 
 
 def main(argv: list[str] | None = None) -> int:

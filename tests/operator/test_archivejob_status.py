@@ -23,12 +23,21 @@ from moodle_archive_job.progress import Artifact, Phase, ProgressEvent
 
 
 class FakeApiServer:
+    """Answers PATCH (recorded) with `status`, GET with `get_status`."""
+
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self.status = 200
+        self.get_status = 200
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(outer.get_status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
             def do_PATCH(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append((self.path, dict(self.headers), body))

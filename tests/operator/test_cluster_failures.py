@@ -1,0 +1,185 @@
+"""Every way a job can end badly, on the real control plane, checked on both sides: the
+ArchiveJob's phase and conditions, and the fake Moodle's job status. The token Secret
+is gone after every final state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.operator.conftest import KWOK, RUN_FOREVER, Harness
+from tests.operator.leaks import assert_no_token_leak
+from tests.support.cluster_fixtures import eventually
+
+pytestmark = pytest.mark.cluster
+
+
+def moodle_status(h: Harness, aj: dict[str, Any]) -> str | None:
+    return h.moodle.job(aj["spec"]["jobId"]).status_name
+
+
+def assert_final(
+    h: Harness, name: str, phase: str, reason: str, moodle: str | None, timeout: float = 60
+) -> dict[str, Any]:
+    aj = h.wait_phase(name, timeout=timeout)
+    status = aj["status"]
+    assert (status["phase"], h.condition(aj, "Succeeded")["reason"]) == (phase, reason), status
+    assert h.condition(aj, "Succeeded")["status"] == "False"
+    assert status.get("completionTime")
+    h.wait_gone("Secret", aj["spec"]["tokenSecretName"])
+    if moodle is not None:
+        assert moodle_status(h, aj) == moodle
+        assert not h.moodle.job(aj["spec"]["jobId"]).token_valid
+    assert any(e.reason == reason for e in h.events(name)), [e.reason for e in h.events(name)]
+    return aj
+
+
+def test_pod_fails_with_a_runner_exit_code(harness: Harness) -> None:
+    h = harness
+    fail = {f"{KWOK}/outcome": "fail", f"{KWOK}/exit-code": "1", f"{KWOK}/run-duration": "500ms"}
+    h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=fail)
+    aj, _ = h.submit()
+    name = aj["metadata"]["name"]
+    final = assert_final(h, name, "Failed", "RunnerFailed", "FAILED")
+    # The pod never spoke to Moodle: the operator did, with the token, before deleting it.
+    assert final["status"]["moodleStatus"] == "FAILED"
+    assert any(e.reason == "MoodleNotified" for e in h.events(name))
+    job = h.job(name)
+    assert job is not None and len(h.pods(name)) == 1  # exit code 1: never retried
+    assert_no_token_leak(h)
+
+
+def test_oom_killed_pods_are_retried_then_fail(harness: Harness) -> None:
+    h = harness
+    h.operator(
+        MOODLE_ARCHIVER_BACKOFF_LIMIT="1",
+        MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS={
+            f"{KWOK}/outcome": "fail", f"{KWOK}/exit-code": "137",
+            f"{KWOK}/reason": "OOMKilled", f"{KWOK}/run-duration": "300ms"},
+    )  # fmt: skip
+    aj, _ = h.submit()
+    name = aj["metadata"]["name"]
+    final = assert_final(h, name, "Failed", "OOMKilled", "FAILED", timeout=90)
+    assert len(h.pods(name)) == 2  # backoffLimit 1: one retry
+    assert "2 attempts" in final["status"]["message"]
+
+
+def test_deadline_exceeded_times_out_and_the_operator_tells_moodle_timeout(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER)
+    aj, _ = h.submit(timeout=4)
+    name = aj["metadata"]["name"]
+    h.wait_phase(name, ("Running",))
+    final = assert_final(h, name, "TimedOut", "DeadlineExceeded", "TIMEOUT")
+    assert final["status"]["moodleStatus"] == "TIMEOUT"
+    assert h.job(name).spec.active_deadline_seconds == 4
+    assert_no_token_leak(h)
+
+
+def test_pending_timeout_fails_an_unschedulable_pod(harness: Harness) -> None:
+    h = harness
+    h.operator(
+        MOODLE_ARCHIVER_PENDING_TIMEOUT_SEC="4",
+        MOODLE_ARCHIVER_JOB_NODE_SELECTOR={"no-such-node": "true"},
+    )
+    aj, _ = h.submit()
+    name = aj["metadata"]["name"]
+    pending = h.wait_phase(name, ("Pending",))
+    eventually(
+        lambda: (h.archivejob(name) or {}).get("status", {}).get("conditions") and any(
+            c["type"] == "PodScheduled" and c["reason"] == "Unschedulable"
+            for c in h.archivejob(name)["status"]["conditions"]),
+        what="PodScheduled=False/Unschedulable",
+    )  # fmt: skip
+    assert pending["status"]["phase"] == "Pending"
+    final = assert_final(h, name, "Failed", "Unschedulable", "FAILED")
+    assert "did not start within 4 s" in final["status"]["message"]
+    h.wait_gone("Job", name)  # stopped, so it holds no slot
+
+
+def test_quota_refusals_surface_and_time_out(harness: Harness) -> None:
+    h = harness
+    h.core.create_namespaced_resource_quota(h.namespace, client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-pods"), spec=client.V1ResourceQuotaSpec(
+            hard={"pods": "0"})))  # fmt: skip
+    h.operator(MOODLE_ARCHIVER_PENDING_TIMEOUT_SEC="6")
+    aj, _ = h.submit()
+    name = aj["metadata"]["name"]
+    eventually(
+        lambda: any(
+            c["type"] == "Succeeded" and c["reason"] == "QuotaExceeded"
+            for c in (h.archivejob(name) or {}).get("status", {}).get("conditions", [])),
+        what="the quota refusal in the ArchiveJob's conditions",
+    )  # fmt: skip
+    final = assert_final(h, name, "Failed", "QuotaExceeded", "FAILED")
+    assert "exceeded quota" in final["status"]["message"]
+
+
+def test_cancel_stops_the_job_and_keeps_the_record(harness: Harness) -> None:
+    h = harness
+    h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER)
+    aj, _ = h.submit()
+    name = aj["metadata"]["name"]
+    h.wait_phase(name, ("Running",))
+    h.patch_spec(name, {"cancelRequested": True})
+    final = h.wait_phase(name)
+    assert final["status"]["phase"] == "Cancelled"
+    assert h.condition(final, "Succeeded")["reason"] == "Cancelled"
+    h.wait_gone("Job", name)
+    h.wait_gone("Secret", aj["spec"]["tokenSecretName"])
+    assert moodle_status(h, aj) == "FAILED"
+    assert h.archivejob(name) is not None  # kept for audit
+
+
+def test_cancel_of_a_queued_archivejob(harness: Harness) -> None:
+    h = harness
+    h.operator(
+        MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER, MOODLE_ARCHIVER_MAX_PARALLEL_JOBS="1"
+    )
+    h.submit()  # holds the only slot
+    second, _ = h.submit()
+    h.wait_phase(second["metadata"]["name"], ("Queued",))
+    h.patch_spec(second["metadata"]["name"], {"cancelRequested": True})
+    assert_final(h, second["metadata"]["name"], "Cancelled", "Cancelled", "FAILED")
+    assert h.job(second["metadata"]["name"]) is None  # never admitted
+
+
+def test_deleting_a_running_archivejob_stops_its_pod(harness: Harness) -> None:
+    h = harness
+    h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER)
+    aj, _ = h.submit()
+    name = aj["metadata"]["name"]
+    h.wait_phase(name, ("Running",))
+    assert h.pods(name)
+    h.delete(name)
+    h.wait_gone("Job", name)
+    eventually(lambda: not h.pods(name), what="the pod to be collected")
+    h.wait_gone("Secret", aj["spec"]["tokenSecretName"])
+    for read in (h.core.read_namespaced_service_account, h.core.read_namespaced_config_map):
+        eventually(lambda read=read: _gone(lambda: read(name, h.namespace)), what="children")
+    print(f"Moodle status after delete: {moodle_status(h, aj)}")
+
+
+def _gone(read: Any) -> bool:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        read()
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
+def test_a_missing_token_secret_fails_the_archivejob(harness: Harness) -> None:
+    h = harness
+    h.operator(MOODLE_ARCHIVER_TOKEN_SECRET_TIMEOUT_SEC="3")
+    aj, _ = h.submit(with_secret=False)
+    name = aj["metadata"]["name"]
+    final = h.wait_phase(name)
+    assert (final["status"]["phase"], h.condition(final, "Succeeded")["reason"]) == (
+        "Failed", "TokenSecretMissing")  # fmt: skip
+    assert h.job(name) is None
