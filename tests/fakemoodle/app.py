@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import secrets
@@ -39,6 +40,7 @@ from .state import Site, Token
 from .ws_functions import FUNCTIONS, OTHER_KNOWN_FUNCTIONS, CallContext, call
 
 Endpoint = Callable[[Request, CallRecord], Awaitable[Response]]
+LOG = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).parent / "assets"
 THEME_CSS = (ASSETS / "theme.css").read_text()
@@ -140,6 +142,7 @@ class FakeMoodleApp:
             try:
                 response = await self._guarded(request, record, handler)
             except Exception as exc:  # a bug in the fake: answer like a PHP fatal error
+                LOG.exception("fake Moodle failed on %s %s", request.method, request.url.path)
                 record.notes.append(f"fake moodle error: {exc!r}")
                 response = Response(_error_page(500), status_code=500, media_type="text/html")
             record.http_status = response.status_code
