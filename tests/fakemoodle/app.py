@@ -305,10 +305,12 @@ class FakeMoodleApp:
                 raise errors.unknown_function(str(function))
             if fn.service != row.service:
                 raise errors.function_not_allowed(fn.name)
-            self._maybe_auto_register(token, params)
             ctx = CallContext(self.site, token, self.faults, record)
-            # Function bodies hash files and render pages: keep them off the event loop.
-            result = await asyncio.to_thread(call, fn, ctx, params)
+            try:
+                # Function bodies hash files and render pages: keep them off the event loop.
+                result = await asyncio.to_thread(call, fn, ctx, params)
+            finally:  # the first call carrying a job id starts the (delayed) row insertion
+                self._maybe_auto_register(token, params)
             if fn.report:
                 trailer = self.site.config.report_trailer
         except MoodleError as exc:
