@@ -37,7 +37,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -56,6 +55,7 @@ from tests.support.cluster_procs import (
     wait_for,
 )
 from tests.support.imagebuild import Images
+from tests.support.localcluster import _Timer
 
 NODE_TAINT_KEY = "moodlearchiver.io/local-node"
 NODE_LABEL = "moodlearchiver.io/local-node"
@@ -462,16 +462,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 )
             ]
             certs.replace_certificate_signing_request_approval(csr_name, current)
-            signed = _poll(
-                lambda: certs.read_certificate_signing_request(csr_name).status.certificate,
-                30,
-                f"the controller-manager to sign CSR {csr_name}",
-            )
+            signed: list[str] = []
+
+            def issued() -> bool:
+                cert = certs.read_certificate_signing_request(csr_name).status.certificate
+                signed.extend([cert] if cert else [])
+                return bool(cert)
+
+            if not wait_for(issued, 30, interval=0.2):
+                raise NodeError(f"the controller-manager did not sign CSR {csr_name} in 30 s")
         finally:
             with contextlib.suppress(ApiException):
                 certs.delete_certificate_signing_request(csr_name)
         cert = pki / "kubelet-client.crt"
-        cert.write_bytes(base64.b64decode(signed))
+        cert.write_bytes(base64.b64decode(signed[0]))
         csr.unlink()
         kubeconfig = self.run_dir / "kubelet.kubeconfig"
         write_kubeconfig(
@@ -580,32 +584,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         (self.run_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
 
-class _Timer:
-    def __init__(self, timings: dict[str, float], phase: str) -> None:
-        self.timings, self.phase = timings, phase
-
-    def __enter__(self) -> None:
-        self.began = time.monotonic()
-
-    def __exit__(self, *exc: object) -> None:
-        self.timings[self.phase] = time.monotonic() - self.began
-
-
 def _openssl(*args: str) -> None:
     done = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise NodeError(f"openssl {args[0]} failed: {done.stderr.strip()}")
-
-
-def _poll(probe: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise NodeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def _read_state(run_dir: Path) -> dict:
