@@ -8,8 +8,11 @@ loader; --offline leaves every Moodle resource 404 instead (no MathJax).
     .venv/bin/python bench/render_bench.py [--attempts 16] [--offline]
 
 Per attempt: navigate (DOMContentLoaded of the report on its fake URL), ready (readiness
-probe), print (print-to-PDF and write), and their sum. "wall/attempt" is the wall time of a
-batch divided by its attempts: the cost per attempt when several are in flight.
+probe), print (print-to-PDF and write), and their sum; setup (fresh browser context, routes,
+page) apart. "wall/attempt" is the wall time of a batch divided by its attempts: the cost per
+attempt when several are in flight. "CPU/attempt" is the CPU time of this process, the
+Playwright driver and Chromium (all its processes) per attempt: the figure that does not
+depend on what else runs on the machine (wall times do; the load average is printed).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -61,6 +66,19 @@ def settings() -> RunnerSettings:
     )
 
 
+def tree_cpu_seconds() -> float:
+    """CPU time of this process and its descendants, including reaped ones."""
+    root = psutil.Process()
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 async def batch(
     renderer: Renderer, html: str, origin: str, out: Path, attempts: int, concurrency: int
 ) -> tuple[float, list[RenderResult]]:
@@ -71,21 +89,27 @@ async def batch(
             pdf = out / f"c{concurrency}-{n}.pdf"
             return await renderer.render_pdf(html, origin, pdf, PaperFormat.A4)
 
+    cpu = tree_cpu_seconds()
     started = time.perf_counter()
     results = await asyncio.gather(*(one(n) for n in range(attempts)))
-    return time.perf_counter() - started, list(results)
+    wall = time.perf_counter() - started
+    report_batch(concurrency, wall, tree_cpu_seconds() - cpu, list(results))
+    return wall, list(results)
 
 
-def report_batch(concurrency: int, wall: float, results: list[RenderResult]) -> None:
+def report_batch(concurrency: int, wall: float, cpu: float, results: list[RenderResult]) -> None:
     def mean(key: str) -> float:
         return statistics.mean(r.timings[key] for r in results)
 
-    totals = [sum(r.timings.values()) for r in results]
+    totals = [r.timings["navigate"] + r.timings["ready"] + r.timings["print"] for r in results]
+    count = len(results)
     print(
-        f"  concurrency {concurrency}: {len(results)} attempts in {wall:.2f} s -> "
-        f"wall/attempt {wall / len(results):.3f} s | per attempt: navigate {mean('navigate'):.3f}"
-        f" + ready {mean('ready'):.3f} + print {mean('print'):.3f} = {statistics.mean(totals):.3f}"
-        f" s (median {statistics.median(totals):.3f}, max {max(totals):.3f})"
+        f"  concurrency {concurrency}: {count} attempts in {wall:.2f} s "
+        f"(load average {os.getloadavg()[0]:.1f}): wall/attempt {wall / count:.3f} s, "
+        f"CPU/attempt {cpu / count:.3f} s\n"
+        f"    per attempt: navigate {mean('navigate'):.3f} + ready {mean('ready'):.3f} + print "
+        f"{mean('print'):.3f} = {statistics.mean(totals):.3f} s (median "
+        f"{statistics.median(totals):.3f}, max {max(totals):.3f}); setup {mean('setup'):.3f} s"
     )
 
 
@@ -95,12 +119,11 @@ async def render_runs(
     started = time.perf_counter()
     async with Renderer(settings(), extra_browser_args=LOOPBACK_ONLY) as renderer:
         print(f"Chromium start: {time.perf_counter() - started:.2f} s")
-        await batch(renderer, html, origin, out, 2, 1)  # warm-up: disk cache, JIT
+        print("  warm-up:", end="")
+        await batch(renderer, html, origin, out, 2, 1)  # disk cache, JIT
         runs = {}
         for concurrency in (1, 4):
-            wall, results = await batch(renderer, html, origin, out, attempts, concurrency)
-            report_batch(concurrency, wall, results)
-            runs[concurrency] = results
+            _, runs[concurrency] = await batch(renderer, html, origin, out, attempts, concurrency)
         markers = runs[1][0].readiness_markers
         print(f"  readiness markers of one attempt: {', '.join(markers)}")
         return runs

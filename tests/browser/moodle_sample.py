@@ -60,13 +60,19 @@ def sample_html(origin: str) -> str:
     return html.replace(SAMPLE_ORIGIN, origin).replace(escaped, origin.replace("/", "\\/"))
 
 
+# The one rule of the Boost theme that decides the sample's length: without it the ten
+# question flag icons (inline SVG) are drawn page-wide and the report takes 25 pages, not 6.
+THEME_STAND_IN = ".questionflag img, img.icon { width: 16px; height: 16px; }\n"
+
+
 def serve_moodle_stand_in(server: LoopbackServer) -> list[str]:
-    """Serve the stand-in scripts where the sample loads Moodle's; returns their paths."""
+    """Serve the stand-ins where the sample loads Moodle's files; returns their paths."""
     base = f"/lib/javascript.php/{REVISION}/lib"
-    scripts = {
-        f"{base}/javascript-static.js": JAVASCRIPT_STATIC,
-        f"{base}/requirejs/require.min.js": REQUIRE_STAND_IN,
+    files = {
+        f"{base}/javascript-static.js": (JAVASCRIPT_STATIC, "application/javascript"),
+        f"{base}/requirejs/require.min.js": (REQUIRE_STAND_IN, "application/javascript"),
+        f"/theme/styles.php/boost/{REVISION}_1795832527/all": (THEME_STAND_IN, "text/css"),
     }
-    for path, source in scripts.items():
-        server.serve(path, source, "application/javascript")
-    return list(scripts)
+    for path, (body, content_type) in files.items():
+        server.serve(path, body, content_type)
+    return list(files)

@@ -50,7 +50,7 @@ def test_pdf_holds_the_page_text(harness: BrowserHarness, tmp_path: Path) -> Non
     assert answer in text
     assert result.ready_state == "ready"
     assert any(m.startswith("mathjax-no-formulas") for m in result.readiness_markers)
-    assert set(result.timings) == {"navigate", "ready", "print"}
+    assert set(result.timings) == {"setup", "navigate", "ready", "print"}
     assert not list(tmp_path.glob(".*partial"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -100,11 +101,11 @@ class Renderer:
         if self._browser is None or not self._browser.is_connected():
             raise RenderError("the browser is not running")
         label = f"render#{next(self._numbers)}"
+        started = time.monotonic()
         context = await self._new_context()
+        attempt = _AttemptRender(self._settings, context, label, started)
         try:
-            return await _AttemptRender(self._settings, context, label).run(
-                html, base_url, pdf_path, paper_format, self._probe
-            )
+            return await attempt.run(html, base_url, pdf_path, paper_format, self._probe)
         except PlaywrightError as exc:
             raise RenderError(f"{label}: {first_line(exc)}") from None
         finally:
@@ -136,10 +137,13 @@ class Renderer:
 
 
 class _AttemptRender:
-    def __init__(self, settings: RunnerSettings, context: BrowserContext, label: str) -> None:
+    def __init__(
+        self, settings: RunnerSettings, context: BrowserContext, label: str, started: float
+    ) -> None:
         self.settings = settings
         self.context = context
         self.label = label
+        self.started = started
         self.routes = RouteLog(label)
         self.events = PageEvents(label)
         self.timings: dict[str, float] = {}
@@ -168,6 +172,7 @@ class _AttemptRender:
         await self.context.add_init_script(probe_script)
         page = await self.context.new_page()
         self.events.attach(page)
+        self.timings["setup"] = time.monotonic() - self.started
 
         started = time.monotonic()
         await self._navigate(page, page_url)
@@ -218,6 +223,9 @@ class _AttemptRender:
         try:
             report = await wait_until_ready(page, timeout)
         except RenderError:
+            # "Execution context was destroyed" arrives before Playwright has the new URL.
+            with contextlib.suppress(PlaywrightError):
+                await page.wait_for_url(lambda url: url != self.page_url, timeout=1000)
             self._check_still_on_report(page)  # the clearer reason, when it is the reason
             raise
         self._check_still_on_report(page)

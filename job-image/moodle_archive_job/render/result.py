@@ -22,4 +22,5 @@ class RenderResult:
     patched_scripts: tuple[str, ...] = ()
     page_errors: int = 0
     failed_requests: int = 0
-    timings: dict[str, float] = field(default_factory=dict)  # navigate / ready / print, seconds
+    # Seconds: setup (context, routes, page), navigate, ready, print.
+    timings: dict[str, float] = field(default_factory=dict)
