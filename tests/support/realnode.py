@@ -623,14 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="local-node")
     args = parser.parse_args(argv)
     if args.command == "down":
-        node = RealNode(
-            _ClusterRef.__new__(_ClusterRef),
-            args.dir,
-            _no_images(),
-            name=args.name,
-            die_with_parent=False,
-        )
-        node.stop()
+        stop_node(args.dir)
         print(f"node: stopped ({args.dir})")
         return 0
     if args.cluster_dir is None:
@@ -648,8 +641,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _no_images() -> Images:
-    return Images(base="", pause="", operator="", job="", archives={})
+def stop_node(run_dir: Path) -> None:
+    """Stop the node of a run directory (started by this or another process)."""
+    no_images = Images(base="", pause="", operator="", job="", archives={})
+    RealNode(None, run_dir, no_images, die_with_parent=False).stop()
 
 
 if __name__ == "__main__":
