@@ -364,7 +364,7 @@ class Builder:
         for image in json.loads(listing or "[]"):
             for name in image.get("names") or []:
                 if name.startswith((OPERATOR_NAME, JOB_NAME, PAUSE_NAME)) and name not in keep:
-                    self.buildah("prune", "untag", name)
+                    self.buildah("prune", "rmi", name)
 
     def build_all(self) -> Images:
         began = time.monotonic()

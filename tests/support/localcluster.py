@@ -21,7 +21,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import TracebackType
 
@@ -39,6 +39,7 @@ from tests.support.cluster_procs import (
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service's ClusterIP (nothing is sent there)
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+FRONT_PROXY_CLIENT = "front-proxy-client"  # the aggregator's identity towards extension servers
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
 
@@ -49,7 +50,8 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class Ports:
-    etcd_client: int
+    etcd_client: int  # gRPC only
+    etcd_http: int  # /health, /metrics
     etcd_peer: int
     apiserver: int
     controller_manager: int
@@ -114,9 +116,11 @@ class LocalCluster:
                 f"`python -m tests.support.localcluster down --dir {self.run_dir}`"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in ("etcd", "pki", "logs"):  # every start is a fresh cluster
+            shutil.rmtree(self.run_dir / leftover, ignore_errors=True)
         began = time.monotonic()
         try:
-            self.ports = Ports(*claim_free_ports(6, self.run_dir))
+            self.ports = Ports(*claim_free_ports(len(fields(Ports)), self.run_dir))
             self._write_state("starting")
             with self._timed("pki"):
                 pki = self._make_pki()
@@ -190,6 +194,7 @@ class LocalCluster:
         admin = pki.issue("admin", "kubernetes-admin", organizations=["system:masters"])
         kcm = pki.issue("controller-manager", "system:kube-controller-manager")
         scheduler = pki.issue("scheduler", "system:kube-scheduler")
+        pki.issue("front-proxy-client", FRONT_PROXY_CLIENT)
         pki.service_account_keys()
         server = f"https://127.0.0.1:{self.ports.apiserver}"
         write_kubeconfig(self.kubeconfig, server, pki.ca.cert, admin, "admin")
@@ -204,14 +209,16 @@ class LocalCluster:
         assert self.ports is not None
         client = f"http://127.0.0.1:{self.ports.etcd_client}"
         peer = f"http://127.0.0.1:{self.ports.etcd_peer}"
+        http = f"http://127.0.0.1:{self.ports.etcd_http}"
         self._supervisor.start("etcd", [
             str(etcd), "--name=local", f"--data-dir={self.run_dir / 'etcd'}",
             f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-client-http-urls={http}",
             f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
             f"--initial-cluster=local={peer}", "--initial-cluster-state=new",
             "--unsafe-no-fsync", "--log-level=warn",
         ])  # fmt: skip
-        self._wait("etcd", lambda: get_ok(f"{client}/health"))
+        self._wait("etcd", lambda: get_ok(f"{http}/health"))
 
     def _start_apiserver(self, binary: Path) -> None:
         assert self.ports is not None and self._api is not None
@@ -224,6 +231,14 @@ class LocalCluster:
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
+            # the aggregation layer (kube-controller-manager and kube-scheduler read this too)
+            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             "--authorization-mode=Node,RBAC",
             f"--service-account-issuer={SA_ISSUER}",
             f"--service-account-key-file={pki / 'sa.pub'}",
@@ -232,7 +247,6 @@ class LocalCluster:
             # no real Service traffic here; the `kubernetes` Endpoints would be loopback (invalid)
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true", "--profiling=false",
-            f"--cert-dir={pki / 'apiserver-generated'}",
         ])  # fmt: skip
         api = self._api
         self._wait("kube-apiserver", api.ready)
