@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import psutil
+from pypdf import PdfReader
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -131,21 +133,33 @@ async def render_runs(
 
 def postprocess_runs(pdfs: list[Path], gs: str) -> None:
     optimize = ImageOptimize(width=1024, height=1024, quality=75)
-    timings: dict[str, list[float]] = {"optimize_images": [], "convert_to_pdfa": []}
+    steps = {
+        "optimize_images": lambda pdf: optimize_images(pdf, optimize),
+        "convert_to_pdfa": lambda pdf: convert_to_pdfa(pdf, gs, 30, "bench"),
+    }
+    wall: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
     for pdf in pdfs:
-        started = time.perf_counter()
-        optimize_images(pdf, optimize)
-        timings["optimize_images"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        convert_to_pdfa(pdf, gs, 30, "bench")
-        timings["convert_to_pdfa"].append(time.perf_counter() - started)
-    size = statistics.mean(p.stat().st_size for p in pdfs) / 1024
-    for name, values in timings.items():
+        for name, step in steps.items():
+            cpu_before, started = _own_and_children_cpu(), time.perf_counter()
+            step(pdf)
+            wall[name].append(time.perf_counter() - started)
+            cpu[name].append(_own_and_children_cpu() - cpu_before)
+    for name in steps:
         print(
-            f"  {name}: mean {statistics.mean(values):.3f} s, median "
-            f"{statistics.median(values):.3f} s over {len(values)} files"
+            f"  {name}: wall mean {statistics.mean(wall[name]):.3f} s (median "
+            f"{statistics.median(wall[name]):.3f}), CPU mean {statistics.mean(cpu[name]):.3f} s "
+            f"over {len(pdfs)} files (load average {os.getloadavg()[0]:.1f})"
         )
-    print(f"  PDF size after both: {size:.0f} KiB")
+    pages = len(PdfReader(pdfs[0]).pages)
+    size = statistics.mean(p.stat().st_size for p in pdfs) / 1024
+    print(f"  {pages} pages, {size:.0f} KiB per PDF after both")
+
+
+def _own_and_children_cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # Ghostscript, once it has exited
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> int:

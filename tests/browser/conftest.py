@@ -139,4 +139,6 @@ def harness(browser_harness: BrowserHarness) -> BrowserHarness:
 
 @pytest.fixture
 def server(browser_harness: BrowserHarness) -> LoopbackServer:
+    """The session's server, its request log emptied for this test."""
+    browser_harness.server.forget_requests()
     return browser_harness.server

@@ -22,6 +22,7 @@ class Canned:
     body: bytes
     content_type: str
     status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class LoopbackServer:
@@ -54,14 +55,25 @@ class LoopbackServer:
         self._httpd.server_close()
         self._thread.join(10)
 
-    def serve(self, path: str, body: str | bytes, content_type: str, status: int = 200) -> str:
+    def serve(
+        self,
+        path: str,
+        body: str | bytes,
+        content_type: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> str:
         data = body.encode() if isinstance(body, str) else body
-        self.canned[path] = Canned(data, content_type, status)
+        self.canned[path] = Canned(data, content_type, status, tuple((headers or {}).items()))
         return self.origin + path
 
     def hang(self, path: str) -> str:
         self.hanging.add(path)
         return self.origin + path
+
+    def forget_requests(self) -> None:
+        with self._lock:
+            self.requests.clear()
 
     def requested(self, fragment: str) -> list[str]:
         with self._lock:
@@ -92,16 +104,24 @@ class LoopbackServer:
                 if found is None:
                     self._send(404, b"not found", "text/plain")
                 elif isinstance(found, Canned):
-                    self._send(found.status, found.body, found.content_type)
+                    self._send(found.status, found.body, found.content_type, found.headers)
                 else:
                     kind = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
                     self._send(200, found.read_bytes(), kind)
 
             do_POST = do_GET
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
+            def _send(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str,
+                headers: tuple[tuple[str, str], ...] = (),
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                for name, value in headers:
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -136,3 +136,32 @@ def test_without_prevention_a_redirect_fails_the_render(
     with pytest.raises(RenderError, match="navigated away"):
         render_with(harness, html, tmp_path / "r.pdf", prevent_redirect_to_login=False)
     assert not (tmp_path / "r.pdf").exists()
+
+
+def test_cacheable_moodle_scripts_are_fetched_once_per_job(
+    harness: BrowserHarness, moodle: LoopbackServer, tmp_path: Path
+) -> None:
+    forever = {"Cache-Control": "public, max-age=31536000, immutable"}
+    moodle.serve(
+        "/lib/javascript.php/7/lib/cached.js", "var cached = 1;", "text/javascript", 200, forever
+    )
+    moodle.serve(
+        "/lib/javascript.php/-1/lib/fresh.js", "var fresh = 1;", "text/javascript", 200,
+        {"Cache-Control": "no-cache, must-revalidate"},
+    )  # fmt: skip
+    moodle.serve("/lib/requirejs.php/7/core/ajax.js", AJAX_MODULE, "text/javascript", 200, forever)
+    head = (
+        '<script src="lib/javascript.php/7/lib/cached.js"></script>'
+        '<script src="lib/javascript.php/-1/lib/fresh.js"></script>'
+        '<script src="lib/requirejs.php/7/core/ajax.js"></script>'
+    )
+    html = moodle_page(moodle.origin, REPORT, head)
+
+    results = [render_with(harness, html, tmp_path / f"r{n}.pdf") for n in range(3)]
+
+    assert len(moodle.requested("/lib/javascript.php/7/lib/cached.js")) == 1
+    assert len(moodle.requested("/lib/javascript.php/-1/lib/fresh.js")) == 3
+    assert len(moodle.requested("/lib/requirejs.php/7/core/ajax.js")) == 1
+    for result in results:  # patched once, the patched copy served from the cache
+        assert result.patched_scripts == (f"{moodle.origin}/lib/requirejs.php/7/core/ajax.js",)
+        assert_report_not_login(result, moodle)

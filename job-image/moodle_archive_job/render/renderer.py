@@ -28,6 +28,7 @@ from .paper import paper_size_css
 from .readiness import ProbeConfig, ProbeReport, probe_snapshot, wait_until_ready
 from .result import ReadyState, RenderResult
 from .routes import RouteLog, install_routes, moodle_roots
+from .script_cache import ScriptCache
 from .urls import loggable_url
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ class Renderer:
     """Turns Moodle attempt reports into PDFs with one headless Chromium.
 
     `render_pdf` may run concurrently from several tasks: each call gets its own browser
-    context (no cookies, cache or routes shared between attempts, memory freed per attempt).
+    context (no cookies, storage, cache or routes shared between attempts, memory freed per
+    attempt). Only Moodle's publicly cacheable scripts are kept across attempts (script_cache).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class Renderer:
             prevent_login_redirect=settings.prevent_redirect_to_login,
             stall_grace_sec=min(stall_grace_sec, settings.wait_for_ready_signal_timeout_sec),
         ).script()
+        self._scripts = ScriptCache()
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._numbers = itertools.count(1)
@@ -100,10 +103,11 @@ class Renderer:
     ) -> RenderResult:
         if self._browser is None or not self._browser.is_connected():
             raise RenderError("the browser is not running")
-        label = f"render#{next(self._numbers)}"
+        # The pipeline's folder (attempt-<id>) tells concurrent renders apart in the log.
+        label = f"render#{next(self._numbers)} {pdf_path.parent.name}"
         started = time.monotonic()
         context = await self._new_context()
-        attempt = _AttemptRender(self._settings, context, label, started)
+        attempt = _AttemptRender(self._settings, context, label, started, self._scripts)
         try:
             return await attempt.run(html, base_url, pdf_path, paper_format, self._probe)
         except PlaywrightError as exc:
@@ -138,8 +142,14 @@ class Renderer:
 
 class _AttemptRender:
     def __init__(
-        self, settings: RunnerSettings, context: BrowserContext, label: str, started: float
+        self,
+        settings: RunnerSettings,
+        context: BrowserContext,
+        label: str,
+        started: float,
+        scripts: ScriptCache,
     ) -> None:
+        self.scripts = scripts
         self.settings = settings
         self.context = context
         self.label = label
@@ -166,6 +176,7 @@ class _AttemptRender:
             page_url=page_url,
             html=html,
             script_roots=moodle_roots(base, html) if settings.prevent_redirect_to_login else None,
+            scripts=self.scripts,
             fetch_timeout_sec=settings.wait_for_navigation_timeout_sec,
             log=self.routes,
         )
@@ -188,6 +199,10 @@ class _AttemptRender:
         await self._print(page, pdf_path, paper_format)
         self.timings["print"] = time.monotonic() - started
 
+        logger.debug(
+            "%s: %s, %s", self.label, ready_state,
+            ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items()),
+        )  # fmt: skip
         prevented = report.prevented_redirects if report else ()
         return RenderResult(
             pdf_path=pdf_path,

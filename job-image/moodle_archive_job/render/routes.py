@@ -4,7 +4,8 @@
   origin and RequireJS/AJAX run same-origin.
 * With QUIZ_ARCHIVER_PREVENT_REDIRECT_TO_LOGIN: requests to login/*.php are aborted, and
   Moodle's own scripts lose their "redirect to the login page" snippet. Only scripts from the
-  Moodle site go through Python, and a script without the snippet is passed on as fetched.
+  Moodle site go through Python, a script without the snippet is passed on as fetched, and
+  cacheable ones are fetched once per job (script_cache).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from .errors import first_line
 from .login_redirect import LOGIN_URL_PATTERN, patch_login_redirect
+from .script_cache import ScriptCache
 from .urls import loggable_url
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ async def install_routes(
     page_url: str,
     html: str,
     script_roots: list[str] | None,
+    scripts: ScriptCache,
     fetch_timeout_sec: float,
     log: RouteLog,
 ) -> None:
@@ -101,9 +104,15 @@ async def install_routes(
         if request.resource_type != "script" or request.method != "GET":
             await route.fallback()
             return
+        cached = scripts.get(request.url)
+        if cached is not None:
+            if cached.patched:
+                log.patched_scripts.append(loggable_url(request.url))
+            await route.fulfill(status=cached.status, headers=cached.headers, body=cached.body)
+            return
         try:
             response = await route.fetch(timeout=fetch_timeout_sec * 1000)
-            patched = patch_login_redirect(await response.body())
+            body = await response.body()
         except PlaywrightError as exc:
             logger.debug(
                 "%s: could not fetch script %s: %s",
@@ -113,6 +122,8 @@ async def install_routes(
             )
             await route.abort("failed")
             return
+        patched = patch_login_redirect(body)
+        scripts.put(request.url, response.status, response.headers, patched or body, bool(patched))
         if patched is None:
             await route.fulfill(response=response)
             return
