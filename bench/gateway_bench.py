@@ -5,7 +5,7 @@ run (target: p99 < 250 ms at 16). Each request is a full acceptance: validation,
 Moodle probe (fake Moodle, no added latency), two ArchiveJob lists, the ArchiveJob and
 its token Secret created in the API server. A "finisher" thread deletes accepted
 ArchiveJobs as they appear, standing in for the operator finishing jobs, so the queue
-stays within capacity as it would in production.
+stays small as it would in production. The fake Moodle runs in its own process.
 
     .venv/bin/python bench/gateway_bench.py                 # starts a local control plane
     .venv/bin/python bench/gateway_bench.py --kubeconfig K  # uses a running cluster
@@ -15,26 +15,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+import psutil  # noqa: E402
 import requests  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 
-from tests.fakemoodle import FakeMoodle  # noqa: E402
 from tests.gateway.crd import install_archivejob_crd  # noqa: E402
-from tests.gateway.server import GatewayProcess  # noqa: E402
+from tests.gateway.server import GatewayProcess, free_port  # noqa: E402
 
 GROUP, VERSION, PLURAL = "moodlearchiver.io", "v1alpha1", "archivejobs"
 
@@ -51,16 +54,36 @@ class Finisher(threading.Thread):
 
     def run(self) -> None:
         while not self.stop_event.is_set():
-            items = self.custom.list_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL
-            )["items"]
-            self.max_live = max(self.max_live, len(items))
-            for item in items:
-                with suppress(client.ApiException):
-                    self.custom.delete_namespaced_custom_object(
-                        GROUP, VERSION, self.namespace, PLURAL, item["metadata"]["name"]
-                    )
-            self.stop_event.wait(0.05)
+            with suppress(client.ApiException):
+                deleted = self.custom.delete_collection_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL
+                )
+                self.max_live = max(self.max_live, len(deleted.get("items") or []))
+            self.stop_event.wait(0.01)
+
+
+@contextmanager
+def fake_moodle_process(work: Path) -> Iterator[tuple[str, bytes]]:
+    """The fake Moodle in its own process (not competing with the clients for the GIL)."""
+    port = free_port()
+    body_file = work / "body.json"
+    with (work / "fakemoodle.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakemoodle", "--port", str(port), "--no-formulas",
+             "--body-file", str(body_file)],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not body_file.exists() or not body_file.read_text().strip().endswith("}"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the fake Moodle did not start")
+            time.sleep(0.1)
+        body = json.loads(body_file.read_text())
+        yield f"http://127.0.0.1:{port}", json.dumps(body).encode()
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -69,7 +92,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def run_level(url: str, bodies: list[bytes], concurrency: int, total: int) -> dict[str, Any]:
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    used = {}
+    for name, pid in pids.items():
+        with suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            used[name] = times.user + times.system
+    return used
+
+
+def run_level(
+    url: str, bodies: list[bytes], concurrency: int, total: int, pids: dict[str, int]
+) -> dict[str, Any]:
     local = threading.local()
     counter = iter(range(total))
     lock = threading.Lock()
@@ -97,11 +131,13 @@ def run_level(url: str, bodies: list[bytes], concurrency: int, total: int) -> di
                 latencies.append(elapsed)
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
+    cpu_before = cpu_seconds(pids)
     began = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         for future in [pool.submit(worker) for _ in range(concurrency)]:
             future.result()
     wall = time.perf_counter() - began
+    cpu_after = cpu_seconds(pids)
     return {
         "concurrency": concurrency,
         "requests": total,
@@ -110,6 +146,12 @@ def run_level(url: str, bodies: list[bytes], concurrency: int, total: int) -> di
         "p50_ms": round(1000 * statistics.median(latencies), 1),
         "p99_ms": round(1000 * percentile(latencies, 0.99), 1),
         "max_ms": round(1000 * max(latencies), 1),
+        # CPU time each process spent per request (independent of how busy the machine is).
+        "cpu_ms_per_request": {
+            name: round(1000 * (cpu_after[name] - cpu_before[name]) / total, 1)
+            for name in cpu_after
+            if name in cpu_before
+        },
     }
 
 
@@ -124,7 +166,11 @@ def _metric_sum_count(text: str, name: str) -> tuple[float, float]:
 
 
 def bench(
-    kubeconfig: Path, levels: list[int], requests_per_level: int, work: Path
+    kubeconfig: Path,
+    levels: list[int],
+    requests_per_level: int,
+    work: Path,
+    cluster_pids: dict[str, int],
 ) -> dict[str, Any]:
     api = config.new_client_from_config(config_file=str(kubeconfig))
     install_archivejob_crd(api)
@@ -133,23 +179,21 @@ def bench(
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     finisher = Finisher(api, namespace)
     try:
-        with FakeMoodle() as moodle, GatewayProcess(
+        with fake_moodle_process(work) as (moodle_url, body), GatewayProcess(
             kubeconfig,
             namespace,
-            moodle.base_url,
+            moodle_url,
             work / "gateway.log",
             MOODLE_ARCHIVER_LOG_LEVEL="WARNING",
-            MOODLE_ARCHIVER_QUEUE_SIZE="200",
+            MOODLE_ARCHIVER_QUEUE_SIZE="500",
         ) as gateway:
-            quiz = moodle.create_quiz(attempts=3)
-            bodies = [
-                json.dumps(moodle.create_job(quiz, protocol="quiz_archiver").request_body).encode()
-                for _ in range(8)
-            ]
+            bodies = [body]
             finisher.start()
-            run_level(gateway.url, bodies, 4, 40)  # warm-up: connections, imports, caches
+            pids = {"gateway": gateway.pid, **cluster_pids}
+            run_level(gateway.url, bodies, 4, 40, pids)  # warm-up: connections, caches
             results = [
-                run_level(gateway.url, bodies, level, requests_per_level) for level in levels
+                run_level(gateway.url, bodies, level, requests_per_level, pids)
+                for level in levels
             ]
             metrics = requests.get(f"{gateway.url}/metrics", timeout=5).text
             probe_sum, probe_count = _metric_sum_count(
@@ -165,6 +209,8 @@ def bench(
         "levels": results,
         "mean_probe_ms": round(1000 * probe_sum / probe_count, 1) if probe_count else None,
         "max_live_archivejobs": finisher.max_live,
+        "load_average": [round(x, 1) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
     }
 
 
@@ -179,12 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gateway-bench-")))
         kubeconfig = args.kubeconfig
+        cluster_pids: dict[str, int] = {}
         if kubeconfig is None:
             from tests.support.localcluster import LocalCluster
 
             cluster = stack.enter_context(LocalCluster(work / "cluster"))
             kubeconfig = cluster.kubeconfig
-        result = bench(kubeconfig, levels, args.requests, work)
+            cluster_pids = {
+                k: v for k, v in cluster.pids().items() if k in ("kube-apiserver", "etcd")
+            }
+        result = bench(kubeconfig, levels, args.requests, work, cluster_pids)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -193,11 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{row['concurrency']:>7} {row['requests']:>8} {row['rps']:>7} "
             f"{row['p50_ms']:>7} {row['p99_ms']:>7} {row['max_ms']:>7}  statuses {row['statuses']}"
+            f"  CPU ms/request {row['cpu_ms_per_request']}"
         )
     print(
         f"mean Moodle probe {result['mean_probe_ms']} ms; "
         f"at most {result['max_live_archivejobs']} live ArchiveJobs seen"
     )
+    print(f"load average during the run: {result['load_average']}")
     worst = result["levels"][-1]
     print(f"p99 at {worst['concurrency']} clients: {worst['p99_ms']} ms (target < 250 ms)")
     return 0

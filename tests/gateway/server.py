@@ -85,6 +85,12 @@ class GatewayProcess:
             proc.kill()
             proc.wait(5)
 
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("the gateway is not running")
+        return self._proc.pid
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
