@@ -3,6 +3,8 @@ the operator process, and ArchiveJobs created exactly as the gateway creates the
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +62,7 @@ class Harness:
         self.operators: list[OperatorProcess] = []
         self.players: list[PodPlayer] = []
         self.tokens: list[str] = []
+        self._cleanup: list[Path] = []
 
     # --- processes -----------------------------------------------------------------------------
 
@@ -74,8 +77,9 @@ class Harness:
 
     def play(self, name: str, timeout: float = 60) -> PodPlayer:
         pod = self.wait_running_pod(name, timeout)
-        root = self.tmp / f"pod-{len(self.players)}"
-        root.mkdir()
+        # Short paths, as in a pod: Chromium's socket path in TMPDIR must fit in 108 bytes.
+        root = Path(tempfile.mkdtemp(prefix="pod-"))
+        self._cleanup.append(root)
         player = PodPlayer(self.api, self.cluster, pod, root).start()
         self.players.append(player)
         return player
@@ -85,6 +89,8 @@ class Harness:
             player.stop()
         for op in self.operators:
             op.stop()
+        for path in self._cleanup:
+            shutil.rmtree(path, ignore_errors=True)
 
     # --- ArchiveJobs ---------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ import time
 
 import pytest
 from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+from urllib3.exceptions import ProtocolError
 
 from tests.operator.conftest import KWOK, Harness
 from tests.operator.leaks import assert_no_token_leak
@@ -37,13 +39,20 @@ class JobWatcher:
             kwargs = {"timeout_seconds": 2}
             if version:
                 kwargs["resource_version"] = version  # continue, never re-list
-            for event in self._watch.stream(
-                self.batch.list_namespaced_job, self.namespace, **kwargs
-            ):
-                version = event["object"].metadata.resource_version
-                self._seen(event["type"], event["object"])
-                if self._stop.is_set():
-                    break
+            try:
+                for event in self._watch.stream(
+                    self.batch.list_namespaced_job, self.namespace, **kwargs
+                ):
+                    version = event["object"].metadata.resource_version
+                    self._seen(event["type"], event["object"])
+                    if self._stop.is_set():
+                        break
+            except ProtocolError:
+                continue  # a watch cut off: resume from the last version seen
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+                version = None  # too old: list again (names already seen keep their order)
 
     def _seen(self, kind: str, job: client.V1Job) -> None:
         name = job.metadata.name
