@@ -8,6 +8,7 @@ everything else. It records every path asked for.
 from __future__ import annotations
 
 import mimetypes
+import ssl
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +27,8 @@ class Canned:
 
 
 class LoopbackServer:
-    def __init__(self, node_modules: Path) -> None:
+    def __init__(self, node_modules: Path, tls: tuple[Path, Path] | None = None) -> None:
+        """tls: certificate and key files to serve HTTPS with."""
         # URL prefix -> directory
         self.mounts: dict[str, Path] = {
             "/npm/": node_modules,
@@ -40,11 +42,17 @@ class LoopbackServer:
         self._stopping = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
+        self._scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            self._scheme = "https"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_port}"
+        return f"{self._scheme}://127.0.0.1:{self._httpd.server_port}"
 
     def start(self) -> None:
         self._thread.start()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,60 @@ def test_demo_mode_watermarks_every_page(harness: BrowserHarness, tmp_path: Path
     assert all("DEMO MODE" in p for p in pages)
     assert "archived in demo mode" in pages[0]
     assert "Demo attempt" in pages[0]
+
+
+def _first_word_box(pdf: Path) -> tuple[float, float]:
+    """(xMin, yMin) in points of the first word pdftotext finds on page 1."""
+    done = subprocess.run(
+        ["pdftotext", "-bbox", "-f", "1", "-l", "1", str(pdf), "-"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    word = re.search(r'<word xMin="([\d.]+)" yMin="([\d.]+)"', done.stdout)
+    assert word is not None, done.stdout[:500]
+    return float(word.group(1)), float(word.group(2))
+
+
+def test_margins_from_settings_on_every_side(harness: BrowserHarness, tmp_path: Path) -> None:
+    html = page(
+        "Margins",
+        "<p style='margin:0'>Topleft</p><p style='margin:0;text-align:right'>Right</p>",
+        "<style>html, body { margin: 0; padding: 0; }</style>",
+    )
+
+    async def use(renderer: Renderer) -> RenderResult:
+        return await renderer.render_pdf(
+            html, harness.server.origin, tmp_path / "m.pdf", PaperFormat.A4
+        )
+
+    result = harness.with_renderer(browser_settings(report_page_margin="20mm"), use)
+
+    margin = 20 * MM
+    x, y = _first_word_box(result.pdf_path)
+    assert margin - 1 <= x <= margin + 3
+    assert margin - 1 <= y <= margin + 6
+    done = subprocess.run(
+        ["pdftotext", "-bbox", str(result.pdf_path), "-"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    right = re.search(r'<word xMin="[\d.]+" yMin="[\d.]+" xMax="([\d.]+)"[^>]*>Right<', done.stdout)
+    assert right is not None
+    (width, _), *_ = page_sizes(result.pdf_path)
+    assert float(right.group(1)) == pytest.approx(width - margin, abs=2.5)
+
+
+def test_print_media_css_applies_and_css_page_size_is_ignored(
+    harness: BrowserHarness, tmp_path: Path
+) -> None:
+    head = (
+        "<style>@page { size: A6 landscape; }"
+        "@media print { .screen-only { display: none; } }"
+        "@media screen { .print-only { display: none; } }</style>"
+    )
+    body = "<p class='screen-only'>On screen only</p><p class='print-only'>Printed only</p>"
+    result = render(harness, page("Media", body, head), tmp_path / "p.pdf", PaperFormat.A4)
+
+    text = pdf_text(result.pdf_path)
+    assert "Printed only" in text
+    assert "On screen only" not in text
+    (width, height), *_ = page_sizes(result.pdf_path)
+    assert (width, height) == pytest.approx(EXPECTED_POINTS[PaperFormat.A4], abs=1.0)
