@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from moodle_archive_job.render import Renderer, RenderResult
+from moodle_archive_job.render import Renderer, RenderError, RenderResult
 from moodle_archive_job.task import PaperFormat
 from tests.browser.conftest import BrowserHarness, browser_settings
 from tests.browser.pdfs import page, page_sizes, pdf_text
@@ -107,7 +107,7 @@ def test_concurrent_renders_on_one_browser(harness: BrowserHarness, tmp_path: Pa
 
 def test_render_after_a_failed_render_still_works(harness: BrowserHarness, tmp_path: Path) -> None:
     missing_dir = tmp_path / "missing" / "x.pdf"
-    with pytest.raises(OSError):
+    with pytest.raises(RenderError, match="could not write the PDF"):
         render(harness, page("A", "<p>a</p>"), missing_dir)
 
     result = render(harness, page("B", "<p>second page</p>"), tmp_path / "b.pdf")

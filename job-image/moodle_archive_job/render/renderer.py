@@ -101,6 +101,11 @@ class Renderer:
     async def render_pdf(
         self, html: str, base_url: str, pdf_path: Path, paper_format: PaperFormat
     ) -> RenderResult:
+        """Print the report `html`, served as if from `base_url`, to `pdf_path` (atomically).
+
+        Raises RenderError, or its subclass ReadinessTimeout when the page was not ready in
+        time and QUIZ_ARCHIVER_CONTINUE_AFTER_READY_SIGNAL_TIMEOUT is off.
+        """
         if self._browser is None or not self._browser.is_connected():
             raise RenderError("the browser is not running")
         # The pipeline's folder (attempt-<id>) tells concurrent renders apart in the log.
@@ -288,10 +293,16 @@ class _AttemptRender:
             raise RenderError(
                 f"{self.label}: printing took longer than {_PRINT_TIMEOUT_SEC:g} s"
             ) from None
-        await asyncio.to_thread(_write_atomically, pdf_path, pdf)
+        try:
+            await asyncio.to_thread(_write_atomically, pdf_path, pdf)
+        except OSError as exc:
+            raise RenderError(f"{self.label}: could not write the PDF: {exc}") from None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
