@@ -120,7 +120,7 @@ class Reconciler:
                 why = f"could not tell Moodle {final.notify}: {answer}"
                 events.append(EventSpec("Warning", "MoodleNotifyFailed", why))
         updated = await self.kube.patch_status(name, patch) if patch else archivejob
-        fields = {"archivejob": name, "reason": final.reason, "message": final.message}
+        fields = {"archivejob": name, "reason": final.reason, "detail": final.message}
         log.info("ArchiveJob %s", final.phase.value, extra={"fields": fields})
         await self.post_events(archivejob, events)
         self._count(archivejob, final)
