@@ -58,7 +58,7 @@ LOOPBACK_ONLY = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",)
 
 def settings() -> RunnerSettings:
     return RunnerSettings(
-        chromium_path=os.environ.get("MOODLE_ARCHIVER_CHROMIUM", "/usr/bin/chromium"),
+        chromium_path=RunnerSettings().chromium_path,  # QUIZ_ARCHIVER_CHROMIUM_PATH
         wait_for_ready_signal=True,
         wait_for_ready_signal_timeout_sec=30,
         continue_after_ready_signal_timeout=False,

@@ -38,7 +38,7 @@ LOOPBACK_ONLY = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",)
 def browser_settings(**overrides: Any) -> RunnerSettings:
     """Settings as the reference defaults, independent of QUIZ_ARCHIVER_* in the environment."""
     values: dict[str, Any] = {
-        "chromium_path": os.environ.get("MOODLE_ARCHIVER_CHROMIUM", "/usr/bin/chromium"),
+        "chromium_path": RunnerSettings().chromium_path,  # QUIZ_ARCHIVER_CHROMIUM_PATH
         "report_base_viewport_width": 1240,
         "report_page_margin": "5mm",
         "wait_for_ready_signal": True,
@@ -100,7 +100,7 @@ def _require_prerequisites() -> None:
     if not (Path(chromium).is_file() and os.access(chromium, os.X_OK)):
         pytest.fail(
             f"Chromium not found at {chromium}: install Debian's chromium (make setup) "
-            "or set MOODLE_ARCHIVER_CHROMIUM",
+            "or set QUIZ_ARCHIVER_CHROMIUM_PATH",
             pytrace=False,
         )
     for package, entry in MATHJAX_ENTRIES.items():
