@@ -52,7 +52,7 @@ class GatewayProcess:
         self.env.pop("KUBERNETES_SERVICE_HOST", None)
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> GatewayProcess:
+    def start(self, timeout: float = 120.0) -> GatewayProcess:
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "moodle_archive_operator.gateway"],
