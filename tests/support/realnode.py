@@ -178,6 +178,8 @@ class RealNode:
         self._kill_shims()
         for directory in (self.kubelet_root, self.state_dir, self.cri_root):
             unmount_below(directory)
+        if os.path.ismount(self.kubelet_root):  # the kubelet bind-mounts its root on itself
+            subprocess.run(["umount", "-l", str(self.kubelet_root)], check=False)
         self._remove_cgroups()
         self._remove_log_links()
         release_ports(
@@ -302,6 +304,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # This machine's root lacks CAP_SYS_RESOURCE: never ask runc for an oom_score_adj below
+  # containerd's own (the sandbox's default of -998 makes runc fail to start any pod).
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
 {cri}.containerd]
   snapshotter = "overlayfs"

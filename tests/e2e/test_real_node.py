@@ -1,0 +1,265 @@
+"""The whole product on a real node: Moodle's request -> gateway -> ArchiveJob -> operator ->
+Job pod (containerd + runc) -> archive stored in the fake Moodle; and what happens when the
+pod is deleted, its container killed, or the kubelet restarted mid-run."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from moodle_archive_operator.archivejob import GROUP, PLURAL
+from tests.browser.pdfs import pdf_text
+from tests.fakemoodle import FakeMoodle, Job, Quiz
+from tests.runner.test_archive_end_to_end import check_sidecars, expected_csv, expected_files
+from tests.support.nodestack import NodeStack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow]
+
+JOB_UID = 1000
+
+
+def submit(stack: NodeStack, moodle: FakeMoodle, job: Job) -> str:
+    result = moodle.submit_job(job, stack.gateway_url)
+    assert result.ok, f"the gateway refused the task: {result.http_status} {result.message}"
+    return str(result.data["jobid"])
+
+
+def check_archive(
+    moodle: FakeMoodle, quiz: Quiz, job: Job, job_id: str, tmp: Path, status: dict[str, Any]
+) -> None:
+    """The archive Moodle stored: the reference layout, checksums, PDFs with the attempts'
+    text and typeset formulas, and the checksum the ArchiveJob reports."""
+    state = moodle.job(job_id)
+    assert state.status_name == "FINISHED" and not state.token_valid
+    artifact = state.artifact
+    assert artifact is not None, "Moodle stored no archive"
+    backups = [b["filename"] for b in job.request_body.get("task_moodle_backups") or []]
+    with zipfile.ZipFile(io.BytesIO(artifact)) as zf:
+        assert set(zf.namelist()) == expected_files(quiz, backups, html=False)
+        check_sidecars(zf)
+        assert zf.read("attempts_metadata.csv") == expected_csv(quiz)
+        for attempt in quiz.attempts:
+            user = quiz.users[attempt.userid]
+            folder = f"attempts/{user.username}/{attempt.id}"
+            name = next(n for n in zf.namelist() if n.startswith(folder) and n.endswith(".pdf"))
+            pdf = tmp / f"{attempt.id}.pdf"
+            pdf.write_bytes(zf.read(name))
+            text = pdf_text(pdf)
+            assert attempt.answer_word in text and user.fullname in text
+            assert "\\frac" not in text and "$$" not in text, "formulas were not typeset"
+            for att in attempt.attachments:
+                assert zf.read(f"{folder}/attachments/{att.slot}/{att.filename}") == att.content
+    assert status["artifact"]["sha256"] == hashlib.sha256(artifact).hexdigest()
+    assert status["artifact"]["size"] == len(artifact)
+
+
+def job_counts(stack: NodeStack, obj: dict[str, Any]) -> tuple[int, int]:
+    job = client.BatchV1Api(stack.api).read_namespaced_job(
+        obj["status"]["jobName"], stack.jobs_namespace
+    )
+    return job.status.succeeded or 0, job.status.failed or 0
+
+
+def wait_running(stack: NodeStack, job_id: str, min_done: int = 1, timeout: float = 300) -> Any:
+    """The job's pod, once the runner reported at least `min_done` attempts rendered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        obj = stack.archivejob(job_id) or {}
+        done = (obj.get("status") or {}).get("attemptsDone") or 0
+        pods = [
+            p
+            for p in stack.job_pods(job_id)
+            if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+        ]
+        if done >= min_done and pods:
+            return pods[0]
+        time.sleep(0.3)
+    raise AssertionError(
+        f"job {job_id} never ran with {min_done} attempts done:\n{stack.diagnose()}"
+    )
+
+
+def secret_exists(stack: NodeStack, obj: dict[str, Any]) -> bool:
+    try:
+        stack.core.read_namespaced_secret(obj["spec"]["tokenSecretName"], stack.jobs_namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
+
+
+def can(
+    stack: NodeStack,
+    user: str,
+    verb: str,
+    resource: str,
+    name: str = "",
+    sub: str = "",
+    group: str = GROUP,
+) -> bool:
+    namespace = stack.jobs_namespace
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=user,
+            groups=["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+            resource_attributes=client.V1ResourceAttributes(
+                verb=verb,
+                resource=resource,
+                name=name or None,
+                subresource=sub or None,
+                namespace=namespace,
+                group=group,
+            ),
+        )
+    )
+    return bool(
+        client.AuthorizationV1Api(stack.api).create_subject_access_review(review).status.allowed
+    )
+
+
+def test_a_quiz_is_archived_through_the_real_node(
+    stack: NodeStack, fresh_moodle: FakeMoodle, tmp_path: Path
+) -> None:
+    moodle = fresh_moodle
+    quiz = moodle.create_quiz(attempts=4, with_formulas=True, attachments_per_attempt=1)
+    job = moodle.create_job(quiz, backups=("quiz",))
+    job_id = submit(stack, moodle, job)
+    seen: list[str] = []
+    final = stack.wait_final(job_id, timeout=600, on_status=lambda s: seen.append(s.get("phase")))
+    status = final["status"]
+    assert status["phase"] == "Succeeded", f"{status}\n{stack.diagnose()}"
+    assert "Running" in seen and status["runnerPhase"] == "Succeeded"
+    assert (status["attemptsDone"], status["attemptsTotal"], status["progress"]) == (4, 4, 100)
+    check_archive(moodle, quiz, job, job_id, tmp_path, status)
+    assert not secret_exists(stack, final), "the token Secret outlived the job"
+    assert job_counts(stack, final) == (1, 0)
+
+    # The pod that ran: non-root on a read-only root filesystem, as containerd ran it.
+    assert stack.node is not None
+    [pod] = stack.job_pods(job_id)
+    assert pod.spec.node_name == stack.node.name
+    assert pod.spec.automount_service_account_token is False
+    [container_id] = stack.node.container_ids(pod.metadata.name, "runner")
+    runtime = stack.node.inspect_container(container_id)["info"]["runtimeSpec"]
+    assert runtime["process"]["user"]["uid"] == JOB_UID
+    assert runtime["root"].get("readonly") is True
+    assert runtime["process"].get("noNewPrivileges") is True
+    assert not runtime["process"]["capabilities"].get("effective")
+
+    # Its ServiceAccount may get/patch its own ArchiveJob's status and nothing else.
+    user = f"system:serviceaccount:{stack.jobs_namespace}:{pod.spec.service_account_name}"
+    own = final["metadata"]["name"]
+    assert can(stack, user, "patch", PLURAL, own, "status")
+    assert can(stack, user, "get", PLURAL, own, "status")
+    denied = [
+        ("patch", PLURAL, "other-job", "status", GROUP),
+        ("get", PLURAL, own, "", GROUP),
+        ("list", PLURAL, "", "", GROUP),
+        ("patch", PLURAL, own, "", GROUP),
+        ("get", "secrets", final["spec"]["tokenSecretName"], "", ""),
+        ("list", "pods", "", "", ""),
+        ("create", "pods", "", "", ""),
+        ("create", "events", "", "", ""),
+    ]
+    for verb, resource, name, sub, group in denied:
+        assert not can(stack, user, verb, resource, name, sub, group), (verb, resource, sub)
+
+
+def test_pod_deleted_mid_run_is_replaced_and_the_job_succeeds(
+    stack: NodeStack, fresh_moodle: FakeMoodle, tmp_path: Path
+) -> None:
+    moodle = fresh_moodle
+    moodle.faults.report_latency = 1.5
+    quiz = moodle.create_quiz(attempts=6, with_formulas=True, attachments_per_attempt=0)
+    job = moodle.create_job(quiz, backups=())
+    job_id = submit(stack, moodle, job)
+    pod = wait_running(stack, job_id)
+    stack.core.delete_namespaced_pod(pod.metadata.name, stack.jobs_namespace)
+    moodle.faults.report_latency = 0.1
+    final = stack.wait_final(job_id, timeout=600)
+    status = final["status"]
+    assert status["phase"] == "Succeeded", f"{status}\n{stack.diagnose()}"
+    check_archive(moodle, quiz, job, job_id, tmp_path, status)
+    assert job_counts(stack, final) == (1, 1)  # the deleted pod counts as one failure
+    assert not secret_exists(stack, final)
+    # Moodle saw one run end: FINISHED once, never FAILED.
+    statuses = [s for s, _ in moodle.job(job_id).statusextras_history]
+    assert statuses[-1] == "FINISHED" and "FAILED" not in statuses
+
+
+def test_container_killed_in_every_try_fails_on_both_sides(
+    stack: NodeStack, fresh_moodle: FakeMoodle
+) -> None:
+    moodle = fresh_moodle
+    moodle.faults.report_latency = 1.5
+    quiz = moodle.create_quiz(attempts=6, with_formulas=False, attachments_per_attempt=0)
+    job = moodle.create_job(quiz, backups=())
+    job_id = submit(stack, moodle, job)
+    assert stack.node is not None
+    killed: set[str] = set()
+    for _ in range(2):  # backoffLimit 1: the first try and one retry
+        deadline = time.monotonic() + 300
+        while True:
+            pods = [
+                p
+                for p in stack.job_pods(job_id)
+                if p.metadata.name not in killed and p.status.phase == "Running"
+            ]
+            ids = stack.node.container_ids(pods[0].metadata.name, "runner") if pods else []
+            if (
+                ids
+                and stack.node.inspect_container(ids[0])["status"]["state"] == "CONTAINER_RUNNING"
+            ):
+                break
+            assert time.monotonic() < deadline, stack.diagnose()
+            time.sleep(0.3)
+        time.sleep(3)  # mid-run: the runner has started talking to Moodle
+        stack.node.kill_container(ids[0])
+        killed.add(pods[0].metadata.name)
+    final = stack.wait_final(job_id, timeout=300)
+    status = final["status"]
+    assert status["phase"] == "Failed", status
+    assert job_counts(stack, final) == (0, 2)
+    state = moodle.job(job_id)
+    assert state.status_name == "FAILED" and state.artifact is None and not state.token_valid
+    assert not secret_exists(stack, final)
+
+
+def test_kubelet_restart_mid_run_loses_nothing(
+    stack: NodeStack, fresh_moodle: FakeMoodle, tmp_path: Path
+) -> None:
+    moodle = fresh_moodle
+    moodle.faults.report_latency = 1.0
+    quiz = moodle.create_quiz(attempts=6, with_formulas=True, attachments_per_attempt=0)
+    job = moodle.create_job(quiz, backups=())
+    job_id = submit(stack, moodle, job)
+    pod = wait_running(stack, job_id)
+    assert stack.node is not None
+    stack.node.restart_kubelet(down_seconds=5)
+    stack.node.wait_ready(timeout=120)
+    moodle.faults.report_latency = 0.1
+    final = stack.wait_final(job_id, timeout=600)
+    status = final["status"]
+    assert status["phase"] == "Succeeded", f"{status}\n{stack.diagnose()}"
+    check_archive(moodle, quiz, job, job_id, tmp_path, status)
+    assert job_counts(stack, final) == (1, 0)
+    [after] = stack.job_pods(job_id)
+    assert after.metadata.uid == pod.metadata.uid, "the pod was replaced"
+    [container_id] = stack.node.container_ids(pod.metadata.name, "runner")
+    assert stack.node.inspect_container(container_id)["status"]["exitCode"] == 0
+
+
+def test_archivejobs_are_listed_with_their_columns(stack: NodeStack) -> None:
+    table = stack.kubectl("get", "archivejobs", "-n", stack.jobs_namespace)
+    header = table.splitlines()[0].split()
+    assert header[:3] == ["NAME", "PHASE", "PROGRESS"] and "AGE" in header
+    assert "Succeeded" in table and "Failed" in table
