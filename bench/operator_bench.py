@@ -116,7 +116,9 @@ def _ms(values: list[float]) -> dict[str, float]:
     }
 
 
-def bench(kubeconfig: Path, jobs: int, slots: int, run_sec: float, work: Path) -> dict[str, Any]:
+def bench(
+    kubeconfig: Path, jobs: int, slots: int, run_sec: float, work: Path, log_level: str
+) -> dict[str, Any]:
     api = config.new_client_from_config(config_file=str(kubeconfig))
     install_archivejob_crd(api)
     namespace = f"opbench-{uuid.uuid4().hex[:6]}"
@@ -131,7 +133,7 @@ def bench(kubeconfig: Path, jobs: int, slots: int, run_sec: float, work: Path) -
             kubeconfig,
             namespace,
             work / "operator.log",
-            MOODLE_ARCHIVER_LOG_LEVEL="WARNING",
+            MOODLE_ARCHIVER_LOG_LEVEL=log_level,
             MOODLE_ARCHIVER_MAX_PARALLEL_JOBS=str(slots),
             MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS={
                 f"{KWOK}/run-duration": f"{int(run_sec * 1000)}ms"
@@ -188,16 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--run-sec", type=float, default=2.0, help="how long each pod runs")
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--keep-logs", type=Path, help="write the operator's log here")
+    parser.add_argument("--log-level", default="WARNING", help="the operator's log level")
     args = parser.parse_args(argv)
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="operator-bench-")))
+        log_dir = args.keep_logs or work
+        log_dir.mkdir(parents=True, exist_ok=True)
         kubeconfig = args.kubeconfig
         if kubeconfig is None:
             from tests.support.localcluster import LocalCluster
 
             cluster = stack.enter_context(LocalCluster(work / "cluster"))
             kubeconfig = cluster.kubeconfig
-        result = bench(kubeconfig, args.jobs, args.slots, args.run_sec, work)
+        result = bench(kubeconfig, args.jobs, args.slots, args.run_sec, log_dir, args.log_level)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -37,10 +37,16 @@ def test_unfinished_jobs_and_admitted_archivejobs_hold_slots() -> None:
     running["status"] = admitted_patch(running, "x", T0)
     done = archivejob(status={"phase": "Succeeded"})
     stopping = archivejob(status={"phase": "Cancelled"})  # final, but its Job still runs
+    creating = archivejob()  # admitted, its Job not (yet) listed
+    creating["status"] = admitted_patch(creating, "x", T0)
+    finishing = archivejob()  # admitted, its Job finished, final state not yet written
+    finishing["status"] = admitted_patch(finishing, "x", T0)
     waiting = [archivejob(created=T0 + timedelta(seconds=i)) for i in range(3)]
-    jobs = [job(running), job(done, "Complete"), job(stopping)]
-    plan = plan_admission([running, done, stopping, *waiting], jobs, 3)
-    assert plan.holders == {running["metadata"]["name"], stopping["metadata"]["name"]}
+    jobs = [job(running), job(done, "Complete"), job(stopping), job(finishing, "Complete")]
+    plan = plan_admission([running, done, stopping, creating, finishing, *waiting], jobs, 4)
+    assert plan.holders == {
+        running["metadata"]["name"], stopping["metadata"]["name"], creating["metadata"]["name"]
+    }  # fmt: skip
     assert plan.free == 1 and names(plan.admit) == names(waiting[:1])
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -64,6 +65,7 @@ class Admitter:
         self.reconciler = reconciler
         self.clock = clock
         self._wake = asyncio.Event()
+        self._posting: set[asyncio.Task[None]] = set()
         self.rounds = 0
         self.last_round: datetime | None = None
 
@@ -84,8 +86,11 @@ class Admitter:
 
     async def round(self) -> int:
         """One admission round; returns how many ArchiveJobs it admitted."""
-        archivejobs = await self.kube.list("ArchiveJob", label_selector=LIVE_SELECTOR)
-        jobs = await self.kube.list("Job", label_selector=CHILD_SELECTOR)
+        began = time.monotonic()
+        archivejobs, jobs = await asyncio.gather(
+            self.kube.list("ArchiveJob", label_selector=LIVE_SELECTOR),
+            self.kube.list("Job", label_selector=CHILD_SELECTOR),
+        )
         plan = plan_admission(archivejobs, jobs, self.settings.max_parallel_jobs)
         self.metrics.queue_length.set(len(plan.waiting))
         self.metrics.active_jobs.set(len(plan.holders))
@@ -98,22 +103,30 @@ class Admitter:
         for candidate in plan.waiting:
             if free <= 0:
                 break
-            if await self._admit(candidate["metadata"]["name"]):
+            if await self._admit(candidate):
                 free -= 1
                 admitted += 1
         self.rounds += 1
         self.last_round = self.clock()
+        log.debug("admission round", extra={"fields": {
+            "admitted": admitted, "waiting": len(plan.waiting), "holders": len(plan.holders),
+            "ms": round(1000 * (time.monotonic() - began), 1)}})  # fmt: skip
         if admitted:
             self.metrics.queue_length.set(len(plan.waiting) - admitted)
             self.metrics.active_jobs.set(len(plan.holders) + admitted)
         return admitted
 
-    async def _admit(self, name: str) -> bool:
+    async def _admit(self, listed: dict[str, Any]) -> bool:
+        name = listed["metadata"]["name"]
         async with self.locks.hold(name):
-            archivejob = await self.kube.get("ArchiveJob", name)
+            # Fresh under the lock (a cancel may have come); the Secret's name is immutable.
+            archivejob, secret = await asyncio.gather(
+                self.kube.get("ArchiveJob", name),
+                self.kube.secret_exists(listed["spec"]["tokenSecretName"]),
+            )
             if archivejob is None or not self._eligible(archivejob):
                 return False
-            if not await self.kube.secret_exists(archivejob["spec"]["tokenSecretName"]):
+            if not secret:
                 self.queue.add(name)  # the reconciler shows it waiting (and times it out)
                 return False
             try:
@@ -127,19 +140,19 @@ class Admitter:
             except (ValidationError, KeyError, ValueError) as exc:
                 await self._refuse(archivejob, exc)
                 return False
-            for child in children:
-                await self.kube.create(child)
+            # The Job last: its pod needs the ServiceAccount (and the rest) to exist.
+            await asyncio.gather(*(self.kube.create(child) for child in children))
             if not await self.kube.create(job):
                 existing = await self.kube.get("Job", job["metadata"]["name"])
                 if existing is not None and not _owned_by(existing, archivejob):
                     return False  # an earlier ArchiveJob's Job of the same name, being collected
             now = self.clock()
-            await self.kube.patch_status(
-                name, admitted_patch(archivejob, job["metadata"]["name"], now)
-            )
-            await self.reconciler.post_events(archivejob, [EventSpec(
-                "Normal", "Admitted", f"admitted; created Job {job['metadata']['name']}"
-            )])  # fmt: skip
+            job_name = job["metadata"]["name"]
+            await self.kube.patch_status(name, admitted_patch(archivejob, job_name, now))
+            event = EventSpec("Normal", "Admitted", f"admitted; created Job {job_name}")
+            task = asyncio.create_task(self.reconciler.post_events(archivejob, [event]))
+            self._posting.add(task)  # not waited for: the next admission goes first
+            task.add_done_callback(self._posting.discard)
             self._observe_latency(archivejob, now)
             log.info("ArchiveJob admitted", extra={"fields": {"archivejob": name}})
         self.queue.add(name)

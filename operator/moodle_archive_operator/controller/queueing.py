@@ -1,7 +1,9 @@
 """Which ArchiveJobs hold a slot and which wait, in FIFO order: a pure plan from API state.
 
 A slot is held by every Job of ours that has not finished (so a Job being stopped
-still counts until it is gone) and by every admitted ArchiveJob that is not final.
+still counts until it is gone) and by every admitted, non-final ArchiveJob that has
+no Job at all (yet, or any more). An ArchiveJob whose Job has finished frees its slot
+at once, before the reconciler has written its final state.
 Waiting ArchiveJobs are admitted oldest first: by creationTimestamp, then the
 gateway's sub-second `spec.submittedAt`, then name.
 """
@@ -66,7 +68,8 @@ def plan_admission(
         if is_final(aj) or meta.get("deletionTimestamp"):
             continue
         if is_admitted(aj):
-            holders.add(name)
+            if name not in with_job:
+                holders.add(name)
         elif name not in with_job and not _dict(aj.get("spec")).get("cancelRequested"):
             waiting.append(aj)
     waiting.sort(key=queue_key)
