@@ -6,6 +6,7 @@ uvicorn access log included) goes to a file the caller can search.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -18,6 +19,11 @@ from types import TracebackType
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -53,6 +59,8 @@ class GatewayProcess:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120.0) -> GatewayProcess:
+        if self._proc is not None:
+            return self  # already started (e.g. started, then used in a `with`)
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "moodle_archive_operator.gateway"],
@@ -60,6 +68,8 @@ class GatewayProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO_ROOT,
+                # Die with the test or benchmark process even if it is killed.
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -310,7 +310,12 @@ def test_two_replicas_racing_never_exceed_capacity(
                 results = list(pool.map(moodle.submit_job, jobs, urls))
             statuses = sorted(r.http_status or 0 for r in results)
             accepted = {r.data["jobid"] for r in results if r.ok}
-            assert set(statuses) <= {200, 429} and 1 <= len(accepted) <= 3, statuses
+            # Never over capacity; racers for the last slots may all be told to retry.
+            assert set(statuses) <= {200, 429} and len(accepted) <= 3, statuses
+            if len(accepted) < 3:  # a lone request afterwards gets a free slot
+                late = moodle.submit_job(new_job(moodle), one.url)
+                assert late.ok, late.message
+                accepted.add(late.data["jobid"])
             names = {o["metadata"]["name"] for o in list_archivejobs(api_client, namespace)}
             assert names == {f"archive-{job_id}" for job_id in accepted}
             secrets = {s.metadata.name for s in core.list_namespaced_secret(namespace).items}

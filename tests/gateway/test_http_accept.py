@@ -123,7 +123,7 @@ def test_full_queue_answers_429_before_probing(
 def test_capacity_is_checked_again_after_creation(
     make_client: Callable[..., TestClient], kube: FakeKube, probe: FakeProbe
 ) -> None:
-    """Another replica filled the queue while we probed: the later job backs out."""
+    """Another replica filled the queue while we probed: the count after create says back out."""
     client = make_client(max_parallel_jobs=1, queue_size=1)
     kube.before["create_archivejob"] = lambda: [
         kube.add_archivejob(name, None) for name in ("archive-0-other", "archive-1-other")

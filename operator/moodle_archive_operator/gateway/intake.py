@@ -2,8 +2,8 @@
 
 Order (spec 2.3, plus this project's policy): parse with the reference worker's
 messages -> allow-list -> capacity -> connection probe with the token -> create
-the ArchiveJob -> verify it is within capacity (the atomic re-check: several
-gateway replicas may race; the later ones in queue order back out) -> create its
+the ArchiveJob -> count the live ArchiveJobs again, ours included (the atomic
+re-check: several gateway replicas may race; see `_verify_within_capacity`) -> create its
 token Secret, owned by it. Any failure after the ArchiveJob exists deletes what
 was created, so a refused task leaves nothing behind. Every refusal is a
 `RequestRejected` whose message is what Moodle shows the teacher.
@@ -38,7 +38,7 @@ from ..archivejob import (
     spec_from_task,
     token_secret_name,
 )
-from .jobqueue import live_jobs, position_in_queue
+from .jobqueue import live_jobs
 from .kube import KubeApi, KubeError
 from .metrics import GatewayMetrics
 from .moodle_policy import MoodlePolicy
@@ -118,7 +118,7 @@ class TaskIntake:
         manifest = build_archivejob(spec, self.kube.namespace)
         created = await self._create_archivejob(manifest, deadline)
         try:
-            await self._verify_within_capacity(created, deadline)
+            await self._verify_within_capacity(deadline)
             secret = build_token_secret(created, parsed.token, self.kube.namespace)
             await self.kube.create_secret(secret, deadline.timeout(self.settings.kube_timeout_sec))
         except KubeError as exc:
@@ -208,10 +208,17 @@ class TaskIntake:
                 raise RequestRejected(MSG_INVALID_REQUEST, 400, "rejected_by_api") from None
             raise RequestRejected(MSG_STORE_FAILED, 503, "store_failed") from None
 
-    async def _verify_within_capacity(self, created: dict[str, Any], deadline: _Deadline) -> None:
+    async def _verify_within_capacity(self, deadline: _Deadline) -> None:
+        """The atomic re-check: count every live job, this one included.
+
+        A list made after our create sees every job created before ours, so the last
+        job of any set that would exceed capacity sees them all and backs out: never
+        over capacity. Replicas racing for the last slots may all back out (429, the
+        plugin's "try again later"); no order between them is needed, which matters
+        because nothing visible to a client orders creations within one second.
+        """
         items = await self.kube.list_archivejobs(deadline.timeout(self.settings.kube_timeout_sec))
-        position = position_in_queue(items, created["metadata"]["name"])
-        if position is not None and position >= self.settings.capacity:
+        if len(live_jobs(items)) > self.settings.capacity:
             raise RequestRejected(MSG_QUEUE_FULL, 429, "queue_full")
 
     async def _roll_back(self, job_id: str) -> None:

@@ -113,13 +113,5 @@ def worker_status(view: QueueView, jobs_max: int, queue_max: int) -> str:
     return "ACTIVE"
 
 
-def position_in_queue(objs: list[dict[str, Any]], name: str) -> int | None:
-    """Index of ArchiveJob `name` among the live jobs (None if it is not among them)."""
-    for index, obj in enumerate(live_jobs(objs)):
-        if _dict(obj.get("metadata")).get("name") == name:
-            return index
-    return None
-
-
 def job_status_string(obj: dict[str, Any]) -> str:
     return JOB_STATUS_BY_PHASE.get(phase_of(obj), "UNKNOWN")
