@@ -16,6 +16,7 @@ from typing import Any
 from ..archivejob import LABEL_FINISHED
 from .conditions import parse_time
 from .naming import LABEL_ARCHIVEJOB_UID
+from .queueing import queue_key
 
 
 def _meta(obj: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +35,8 @@ def history_to_delete(
     finished: list[dict[str, Any]], now: datetime, max_count: int, max_age_sec: float
 ) -> list[str]:
     dated = [(aj, _finished_at(aj)) for aj in finished if not _meta(aj).get("deletionTimestamp")]
-    dated.sort(key=lambda pair: pair[1] or now, reverse=True)
+    # Newest first; within a second (timestamps have no more), the later in queue order.
+    dated.sort(key=lambda pair: (pair[1] or now, queue_key(pair[0])), reverse=True)
     doomed = []
     for index, (aj, when) in enumerate(dated):
         too_many = max_count > 0 and index >= max_count
