@@ -27,3 +27,12 @@ def page(title: str, body: str, head: str = "") -> str:
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>{head}</head>"
         f"<body>{body}</body></html>"
     )
+
+
+def marker_times(markers: tuple[str, ...]) -> dict[str, int]:
+    """Readiness markers ("mathjax-not-found @412ms") as name -> ms since the page started."""
+    times = {}
+    for marker in markers:
+        name, _, at = marker.partition(" @")
+        times[name] = int(at.removesuffix("ms"))
+    return times

@@ -13,7 +13,7 @@ import pytest
 from moodle_archive_job.render import RenderResult
 from moodle_archive_job.task import PaperFormat
 from tests.browser.conftest import BrowserHarness
-from tests.browser.pdfs import page, pdf_text
+from tests.browser.pdfs import marker_times, page, pdf_text
 
 pytestmark = pytest.mark.browser
 
@@ -49,9 +49,7 @@ def test_applet_is_printed_after_it_stopped_changing(
     )  # fmt: skip
 
     assert result.ready_state == "ready"
-    markers = {
-        m.split(" @")[0]: int(m.split(" @")[1].removesuffix("ms")) for m in result.readiness_markers
-    }
+    markers = marker_times(result.readiness_markers)
     assert "geogebra-loaded" in markers
     # Last change about 300 + 5 * 200 ms after load; ready 2 s of quiet later.
     assert markers["geogebra-ready"] - markers["geogebra-loaded"] >= 2000 + 800

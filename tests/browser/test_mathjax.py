@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
 import unicodedata
 from pathlib import Path
 
 import pytest
 
 from moodle_archive_job.render import ReadinessTimeout, Renderer, RenderResult
+from moodle_archive_job.render.renderer import DEFAULT_STALL_GRACE_SEC
 from moodle_archive_job.task import PaperFormat
 from tests.browser.conftest import BrowserHarness, browser_settings
-from tests.browser.pdfs import page, pdf_text
+from tests.browser.pdfs import marker_times, page, pdf_text
 
 pytestmark = pytest.mark.browser
 
@@ -20,6 +20,7 @@ FORMULAS = (
     r"$$x^2 + \frac{a}{b} = \sqrt{\alpha_1^2 + \beta}$$ and inline "
     r"\(\int_0^1 e^{-x^2}\,dx\) end.</p></div>"
 )
+STALL_GRACE_MS = round(DEFAULT_STALL_GRACE_SEC * 1000)
 TEX_SOURCE = (r"\frac", r"\sqrt", r"\alpha", r"\int", "$$", r"\(")
 
 
@@ -86,8 +87,8 @@ def test_formulas_without_mathjax_render_at_once(harness: BrowserHarness, tmp_pa
     result = render(harness, page("No MathJax", FORMULAS), tmp_path / "m.pdf")
 
     assert result.ready_state == "ready"
-    assert any(m.startswith("mathjax-not-found") for m in result.readiness_markers)
-    assert result.timings["ready"] < 2
+    # Decided on evidence, not by the 10 s stall grace.
+    assert marker_times(result.readiness_markers)["mathjax-not-found"] < STALL_GRACE_MS
     assert r"\frac" in pdf_text(result.pdf_path)  # nothing typeset it
 
 
@@ -107,8 +108,7 @@ def test_mathjax_that_fails_to_load_does_not_hold_the_render(
     result = render(harness, page("MathJax gone", FORMULAS, head), tmp_path / "m.pdf")
 
     assert result.ready_state == "ready"
-    assert any(m.startswith("mathjax-not-found") for m in result.readiness_markers)
-    assert result.timings["ready"] < 3
+    assert marker_times(result.readiness_markers)["mathjax-not-found"] < STALL_GRACE_MS
     assert "Display" in pdf_text(result.pdf_path)
 
 
@@ -118,16 +118,13 @@ def test_hanging_mathjax_is_given_up_after_the_stall_grace(
     src = harness.server.hang("/hang/mathjax/es5/tex-mml-chtml.js")
     head = f'<script async src="{src}"></script>'
 
-    started = time.monotonic()
     result = render(harness, page("MathJax hangs", FORMULAS, head), tmp_path / "m.pdf")
-    elapsed = time.monotonic() - started
 
-    # The shared renderer has the default stall grace (10 s), far below the 30 s timeout.
+    # The shared renderer has the default stall grace (10 s), below the 30 s timeout.
     assert result.ready_state == "ready"
-    markers = " ".join(result.readiness_markers)
-    assert "mathjax-not-found" in markers
-    assert "page-load-incomplete" in markers
-    assert elapsed < 20
+    times = marker_times(result.readiness_markers)
+    assert times["mathjax-not-found"] >= STALL_GRACE_MS
+    assert times["page-load-incomplete"] >= STALL_GRACE_MS
     assert "Display" in pdf_text(result.pdf_path)
 
 
@@ -146,10 +143,8 @@ def test_readiness_timeout_raises(harness: BrowserHarness, tmp_path: Path) -> No
             html, harness.server.origin, tmp_path / "m.pdf", PaperFormat.A4
         )
 
-    started = time.monotonic()
     with pytest.raises(ReadinessTimeout, match="mathjax"):
         harness.with_renderer(settings, use)
-    assert time.monotonic() - started < 15
     assert not (tmp_path / "m.pdf").exists()
 
 

@@ -28,7 +28,7 @@ from moodle_archive_job.render import RenderResult
 from moodle_archive_job.task import PaperFormat
 from tests.browser.conftest import BrowserHarness
 from tests.browser.moodle_sample import sample_html, serve_moodle_stand_in
-from tests.browser.pdfs import pdf_text
+from tests.browser.pdfs import marker_times, pdf_text
 from tests.browser.server import LoopbackServer
 
 pytestmark = pytest.mark.browser
@@ -65,8 +65,8 @@ def test_sample_renders_offline_with_formulas_as_tex(
     assert_report_text(text)
     assert r"\frac{a}{b}" in text
     assert result.ready_state == "ready"
-    assert any(m.startswith("mathjax-not-found") for m in result.readiness_markers)
-    assert result.timings["ready"] < 3
+    # Decided once Moodle's JS had failed to load, not by the 10 s stall grace.
+    assert marker_times(result.readiness_markers)["mathjax-not-found"] < 10_000
 
 
 def test_sample_formulas_are_typeset_by_mathjax_3_via_the_moodle_loader(
