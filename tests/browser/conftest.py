@@ -36,15 +36,16 @@ LOOPBACK_ONLY = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",)
 
 
 def browser_settings(**overrides: Any) -> RunnerSettings:
-    """Settings as the reference defaults, independent of QUIZ_ARCHIVER_* in the environment."""
+    """The reference defaults, independent of QUIZ_ARCHIVER_* in the environment, except for
+    generous timeouts: the suite also runs on busy CI machines. Tests of timeouts set theirs."""
     values: dict[str, Any] = {
         "chromium_path": RunnerSettings().chromium_path,  # QUIZ_ARCHIVER_CHROMIUM_PATH
         "report_base_viewport_width": 1240,
         "report_page_margin": "5mm",
         "wait_for_ready_signal": True,
-        "wait_for_ready_signal_timeout_sec": 30,
+        "wait_for_ready_signal_timeout_sec": 90,
         "continue_after_ready_signal_timeout": False,
-        "wait_for_navigation_timeout_sec": 30,
+        "wait_for_navigation_timeout_sec": 90,
         "prevent_redirect_to_login": True,
         "skip_https_cert_validation": False,
         "proxy_server_url": None,

@@ -120,7 +120,7 @@ def test_hanging_mathjax_is_given_up_after_the_stall_grace(
 
     result = render(harness, page("MathJax hangs", FORMULAS, head), tmp_path / "m.pdf")
 
-    # The shared renderer has the default stall grace (10 s), below the 30 s timeout.
+    # The shared renderer has the default stall grace (10 s), below the readiness timeout.
     assert result.ready_state == "ready"
     times = marker_times(result.readiness_markers)
     assert times["mathjax-not-found"] >= STALL_GRACE_MS
