@@ -34,6 +34,15 @@ def register_secret(value: str) -> None:
         _pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
 
+def unregister_secret(value: str) -> None:
+    """Forget a secret again (long-running services: keeps the set and the pattern small)."""
+    global _pattern
+    with _secrets_lock:
+        _secrets.discard(value)
+        ordered = sorted(_secrets, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
+
+
 def redact(text: str) -> str:
     pattern = _pattern
     if pattern is not None:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .logs import unregister_secret
 from .moodle_client import (
     MoodleClient,
     MoodleError,
@@ -356,3 +357,5 @@ def probe_connection(task: ArchiveTask, token: str, timeout_sec: float = 8.0) ->
         raise ProbeFailed(str(exc)) from None
     finally:
         client.close()
+        # The gateway probes a new token per task: do not let the redaction set grow forever.
+        unregister_secret(token)

@@ -35,3 +35,14 @@ def test_token_query_parameters_are_masked_even_unregistered() -> None:
     text = redact("GET /pluginfile.php/1/x?token=abcdef0123&forcedownload=1 wstoken=zz99")
     assert "abcdef0123" not in text and "zz99" not in text
     assert "token=***&forcedownload=1" in text
+
+
+def test_unregistered_secret_is_forgotten() -> None:
+    from moodle_archive_job import logs
+
+    secret = "f0rg3tm3f0rg3tm3"
+    register_secret(secret)
+    assert secret in logs._secrets
+    logs.unregister_secret(secret)
+    assert secret not in logs._secrets
+    assert redact(secret) == secret
