@@ -39,28 +39,40 @@ def _openssl(*args: str) -> None:
         raise PkiError(f"openssl {' '.join(args[:2])} failed: {done.stderr.strip()}")
 
 
-def _new_ec_key(path: Path) -> None:
-    curve = "ec_paramgen_curve:P-256"
-    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", curve, "-out", str(path))
-    path.chmod(0o600)
+# A minimal openssl config, so that no default extensions (CA:TRUE) end up in leaf certificates.
+OPENSSL_CONFIG = "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = unused\n"
+NEW_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
 
 
 class Pki:
-    """A private CA and the leaf certificates that it signs, kept in one directory."""
+    """A private CA and the leaf certificates that it signs, kept in one directory
+    (one openssl call per certificate: each makes its key and signs it)."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = self.dir / "openssl.cnf"
+        self.config.write_text(OPENSSL_CONFIG)
         self.ca = CertKey(self.dir / "ca.crt", self.dir / "ca.key")
-        _new_ec_key(self.ca.key)
-        _openssl(
-            "req", "-x509", "-new", "-key", str(self.ca.key), "-days", DAYS,
-            "-subj", "/CN=moodle-archive-operator-local-ca",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-            "-out", str(self.ca.cert),
-        )  # fmt: skip
-        self._serial = 1
+        self._new_cert(
+            self.ca,
+            "/CN=moodle-archive-operator-local-ca",
+            ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"],
+            signed_by_ca=False,
+        )
+
+    def _new_cert(
+        self, pair: CertKey, subject: str, extensions: list[str], *, signed_by_ca: bool = True
+    ) -> CertKey:
+        args = ["req", "-x509", "-new", "-config", str(self.config), *NEW_EC_KEY]
+        args += ["-keyout", str(pair.key), "-subj", subject, "-days", DAYS, "-out", str(pair.cert)]
+        if signed_by_ca:
+            args += ["-CA", str(self.ca.cert), "-CAkey", str(self.ca.key)]
+        for ext in extensions:
+            args += ["-addext", ext]
+        _openssl(*args)
+        pair.key.chmod(0o600)
+        return pair
 
     def issue(
         self,
@@ -72,36 +84,24 @@ class Pki:
         ips: Sequence[str] = (),
     ) -> CertKey:
         """A leaf certificate: a server one when names or IPs are given, else a client one."""
-        pair = CertKey(self.dir / f"{name}.crt", self.dir / f"{name}.key")
-        _new_ec_key(pair.key)
         subject = "".join(f"/O={org}" for org in organizations) + f"/CN={common_name}"
-        csr = self.dir / f"{name}.csr"
-        _openssl("req", "-new", "-key", str(pair.key), "-subj", subject, "-out", str(csr))
         alt_names = [f"DNS:{d}" for d in dns_names] + [f"IP:{ip}" for ip in ips]
-        usage = "serverAuth" if alt_names else "clientAuth"
-        ext_lines = [
+        extensions = [
             "basicConstraints=critical,CA:FALSE",
             "keyUsage=critical,digitalSignature,keyEncipherment",
-            f"extendedKeyUsage={usage}",
+            f"extendedKeyUsage={'serverAuth' if alt_names else 'clientAuth'}",
         ]
         if alt_names:
-            ext_lines.append("subjectAltName=" + ",".join(alt_names))
-        ext = self.dir / f"{name}.ext"
-        ext.write_text("\n".join(ext_lines) + "\n")
-        self._serial += 1
-        _openssl(
-            "x509", "-req", "-in", str(csr), "-CA", str(self.ca.cert), "-CAkey", str(self.ca.key),
-            "-set_serial", str(self._serial), "-days", DAYS, "-extfile", str(ext),
-            "-out", str(pair.cert),
-        )  # fmt: skip
-        csr.unlink()
-        ext.unlink()
-        return pair
+            extensions.append("subjectAltName=" + ",".join(alt_names))
+        pair = CertKey(self.dir / f"{name}.crt", self.dir / f"{name}.key")
+        return self._new_cert(pair, subject, extensions)
 
     def service_account_keys(self) -> CertKey:
         """The key pair the API server signs ServiceAccount tokens with (cert = public key)."""
         pair = CertKey(self.dir / "sa.pub", self.dir / "sa.key")
-        _new_ec_key(pair.key)
+        _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                 "-out", str(pair.key))  # fmt: skip
+        pair.key.chmod(0o600)
         _openssl("pkey", "-in", str(pair.key), "-pubout", "-out", str(pair.cert))
         return pair
 
