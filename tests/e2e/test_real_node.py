@@ -18,12 +18,24 @@ from kubernetes.client.rest import ApiException
 from moodle_archive_operator.archivejob import GROUP, PLURAL
 from tests.browser.pdfs import pdf_text
 from tests.fakemoodle import FakeMoodle, Job, Quiz
-from tests.runner.test_archive_end_to_end import check_sidecars, expected_csv, expected_files
+from tests.runner.test_archive_end_to_end import (
+    FILE_PATTERN,
+    FOLDER_PATTERN,
+    check_sidecars,
+    expected_csv,
+    expected_files,
+)
 from tests.support.nodestack import NodeStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow]
 
 JOB_UID = 1000
+
+
+def new_job(moodle: FakeMoodle, quiz: Quiz, backups: tuple[str, ...] = ()) -> Job:
+    return moodle.create_job(
+        quiz, backups=backups, foldername_pattern=FOLDER_PATTERN, filename_pattern=FILE_PATTERN
+    )
 
 
 def submit(stack: NodeStack, moodle: FakeMoodle, job: Job) -> str:
@@ -49,9 +61,8 @@ def check_archive(
         for attempt in quiz.attempts:
             user = quiz.users[attempt.userid]
             folder = f"attempts/{user.username}/{attempt.id}"
-            name = next(n for n in zf.namelist() if n.startswith(folder) and n.endswith(".pdf"))
             pdf = tmp / f"{attempt.id}.pdf"
-            pdf.write_bytes(zf.read(name))
+            pdf.write_bytes(zf.read(f"{folder}/attempt-{attempt.id}.pdf"))
             text = pdf_text(pdf)
             assert attempt.answer_word in text and user.fullname in text
             assert "\\frac" not in text and "$$" not in text, "formulas were not typeset"
@@ -61,11 +72,17 @@ def check_archive(
     assert status["artifact"]["size"] == len(artifact)
 
 
-def job_counts(stack: NodeStack, obj: dict[str, Any]) -> tuple[int, int]:
-    job = client.BatchV1Api(stack.api).read_namespaced_job(
-        obj["status"]["jobName"], stack.jobs_namespace
-    )
-    return job.status.succeeded or 0, job.status.failed or 0
+def job_counts(stack: NodeStack, obj: dict[str, Any], timeout: float = 60) -> tuple[int, int]:
+    """(succeeded, failed) pods of the ArchiveJob's Job once the Job has finished (the
+    ArchiveJob may be final a moment before: the runner reports before it exits)."""
+    batch = client.BatchV1Api(stack.api)
+    deadline = time.monotonic() + timeout
+    while True:
+        job = batch.read_namespaced_job(obj["status"]["jobName"], stack.jobs_namespace)
+        finished = {c.type for c in job.status.conditions or [] if c.status == "True"}
+        if finished & {"Complete", "Failed"} or time.monotonic() > deadline:
+            return job.status.succeeded or 0, job.status.failed or 0
+        time.sleep(0.5)
 
 
 def wait_running(stack: NodeStack, job_id: str, min_done: int = 1, timeout: float = 300) -> Any:
@@ -131,7 +148,7 @@ def test_a_quiz_is_archived_through_the_real_node(
 ) -> None:
     moodle = fresh_moodle
     quiz = moodle.create_quiz(attempts=4, with_formulas=True, attachments_per_attempt=1)
-    job = moodle.create_job(quiz, backups=("quiz",))
+    job = new_job(moodle, quiz, ("quiz",))
     job_id = submit(stack, moodle, job)
     seen: list[str] = []
     final = stack.wait_final(job_id, timeout=600, on_status=lambda s: seen.append(s.get("phase")))
@@ -180,7 +197,7 @@ def test_pod_deleted_mid_run_is_replaced_and_the_job_succeeds(
     moodle = fresh_moodle
     moodle.faults.report_latency = 1.5
     quiz = moodle.create_quiz(attempts=6, with_formulas=True, attachments_per_attempt=0)
-    job = moodle.create_job(quiz, backups=())
+    job = new_job(moodle, quiz)
     job_id = submit(stack, moodle, job)
     pod = wait_running(stack, job_id)
     stack.core.delete_namespaced_pod(pod.metadata.name, stack.jobs_namespace)
@@ -202,7 +219,7 @@ def test_container_killed_in_every_try_fails_on_both_sides(
     moodle = fresh_moodle
     moodle.faults.report_latency = 1.5
     quiz = moodle.create_quiz(attempts=6, with_formulas=False, attachments_per_attempt=0)
-    job = moodle.create_job(quiz, backups=())
+    job = new_job(moodle, quiz)
     job_id = submit(stack, moodle, job)
     assert stack.node is not None
     killed: set[str] = set()
@@ -240,7 +257,7 @@ def test_kubelet_restart_mid_run_loses_nothing(
     moodle = fresh_moodle
     moodle.faults.report_latency = 1.0
     quiz = moodle.create_quiz(attempts=6, with_formulas=True, attachments_per_attempt=0)
-    job = moodle.create_job(quiz, backups=())
+    job = new_job(moodle, quiz)
     job_id = submit(stack, moodle, job)
     pod = wait_running(stack, job_id)
     assert stack.node is not None

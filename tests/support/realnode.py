@@ -178,8 +178,10 @@ class RealNode:
         self._kill_shims()
         for directory in (self.kubelet_root, self.state_dir, self.cri_root):
             unmount_below(directory)
-        if os.path.ismount(self.kubelet_root):  # the kubelet bind-mounts its root on itself
-            subprocess.run(["umount", "-l", str(self.kubelet_root)], check=False)
+        # The kubelet bind-mounts its root directory on itself (os.path.ismount cannot tell).
+        while _is_mount_target(self.kubelet_root):
+            if subprocess.run(["umount", "-l", str(self.kubelet_root)], check=False).returncode:
+                break
         self._remove_cgroups()
         self._remove_log_links()
         release_ports(
@@ -593,6 +595,15 @@ def _openssl(*args: str) -> None:
     done = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise NodeError(f"openssl {args[0]} failed: {done.stderr.strip()}")
+
+
+def _is_mount_target(path: Path) -> bool:
+    target = str(path.resolve())
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            if line.split()[4].replace("\\040", " ") == target:
+                return True
+    return False
 
 
 def _read_state(run_dir: Path) -> dict:
