@@ -81,8 +81,17 @@ def test_history_limits_and_the_orphan_sweep(harness: Harness) -> None:
     )
     names = [h.submit()[0]["metadata"]["name"] for _ in range(4)]
     h.wait_phase(names[-1])
-    eventually(lambda: [a["metadata"]["name"] for a in h.archivejobs()] == sorted(names[-2:]),
-               what="only the newest two finished ArchiveJobs kept")  # fmt: skip
+
+    def kept() -> list[tuple[str, str | None, str | None]]:
+        return [(a["metadata"]["name"], a.get("status", {}).get("phase"),
+                 a.get("status", {}).get("completionTime")) for a in h.archivejobs()]  # fmt: skip
+
+    try:
+        eventually(lambda: [k[0] for k in kept()] == sorted(names[-2:]),
+                   what="only the newest two finished ArchiveJobs kept")  # fmt: skip
+    except BaseException:
+        print("created:", names, "kept:", kept(), h.operator_logs()[-5000:], sep="\n")
+        raise
     labels = {
         "app.kubernetes.io/managed-by": "moodle-archiver-operator",
         "app.kubernetes.io/component": "archive-runner",

@@ -138,9 +138,10 @@ def test_the_runners_success_report_ends_the_job_at_once() -> None:
 
 
 def test_a_completed_job_succeeds_even_without_a_report() -> None:
-    aj = admitted()
+    aj = admitted({"message": "waiting for the job pod to start"})  # the operator's, not the pod's
     d = decide(aj, observe(job(aj, "Complete", "CompletionsReached"), [], []), True, NOW, SETTINGS)
     assert d.final is not None and d.final.phase is Phase.SUCCEEDED and d.final.notify is None
+    assert d.final.message == "the job pod completed"
 
 
 def test_deadline_exceeded_times_out_and_the_operator_tells_moodle() -> None:

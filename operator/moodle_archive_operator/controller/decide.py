@@ -140,7 +140,8 @@ def _final(
     now: datetime,
     settings: OperatorSettings,
 ) -> Final | None:
-    message = str(view.status.get("message") or "")
+    # The pod's own last message, if the pod ever reported (the operator writes it too).
+    message = str(view.status.get("message") or "") if view.runner else ""
     if view.runner == "Succeeded":
         return Final(Phase.SUCCEEDED, "Succeeded", message or "Moodle accepted the archive")
     if view.cancel:

@@ -54,13 +54,18 @@ class Housekeeper:
         )
         deleted["ArchiveJob"] = [n for n in history if await self.kube.delete("ArchiveJob", n)]
 
+        # Dependents first, owners after: an owner is always created before its dependents,
+        # so every dependent listed here has its owner in the later list, unless it is gone.
+        children = {
+            kind: await self.kube.list_metadata(kind, label_selector=CHILD_SELECTOR)
+            for kind in CHILD_KINDS
+        }
+        secrets = await self.kube.list_metadata("Secret", label_selector=TOKEN_SELECTOR)
         owners = Owners.of(await self.kube.list_metadata("ArchiveJob"))
         grace = self.settings.orphan_grace_sec
         for kind in CHILD_KINDS:
-            children = await self.kube.list_metadata(kind, label_selector=CHILD_SELECTOR)
-            doomed = orphaned_children(children, owners, now, grace)
+            doomed = orphaned_children(children[kind], owners, now, grace)
             deleted[kind] = [n for n in doomed if await self.kube.delete(kind, n)]
-        secrets = await self.kube.list_metadata("Secret", label_selector=TOKEN_SELECTOR)
         doomed = leftover_token_secrets(secrets, owners, now, grace)
         deleted["Secret"] = [n for n in doomed if await self.kube.delete("Secret", n)]
         swept = {kind: names for kind, names in deleted.items() if names}
