@@ -37,7 +37,7 @@ class PageEvents:
 
     def _crash(self, _page: Page) -> None:
         self.crashed = True
-        logger.warning("%s: the page crashed", self.label)
+        logger.debug("%s: the page crashed", self.label)  # RenderError says so too
 
     def _request_failed(self, request: Request) -> None:
         self.failed_requests += 1
