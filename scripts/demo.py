@@ -40,6 +40,8 @@ def down(run_dir: Path) -> int:
     node_dir = run_dir / "node"
     if node_dir.exists():
         stop_node(node_dir)
+    if not (run_dir / "cluster").is_dir():
+        return 0
     cluster = LocalCluster(run_dir / "cluster", die_with_parent=False)
     was_running = cluster.is_running()
     cluster.stop(remove_data=True)
@@ -78,7 +80,9 @@ def up(run_dir: Path, attempts: int) -> int:
     cluster.start()
     with FakeMoodle(report_latency=0.2) as moodle:
         say(f"fake Moodle at {moodle.base_url}")
-        stack = NodeStack(cluster, run_dir, [moodle.base_url], StackOptions(), log=lambda m: say(m))
+        stack = NodeStack(
+            cluster, run_dir, [moodle.base_url], StackOptions(), log=say, keep_running=True
+        )
         stack.start()
         say(f"gateway at {stack.gateway_url}; the worker URL to enter in Moodle")
         quiz = moodle.create_quiz(attempts=attempts, with_formulas=True, attachments_per_attempt=1)

@@ -64,8 +64,12 @@ class NodeStack:
         moodle_urls: list[str],
         options: StackOptions | None = None,
         log: Callable[[str], None] = print,
+        *,
+        keep_running: bool = False,
     ) -> None:
+        """keep_running: the node outlives this process (the demo); else it dies with it."""
         self.cluster = cluster
+        self.keep_running = keep_running
         self.work_dir = work_dir.resolve()
         self.moodle_urls = moodle_urls
         self.options = options or StackOptions()
@@ -95,7 +99,12 @@ class NodeStack:
             self.images = ensure_images(log=self.log)
             self.log(f"stack: images ready ({time.monotonic() - began:.0f} s)")
             began = time.monotonic()
-            self.node = RealNode(self.cluster, self.work_dir / "node", self.images)
+            self.node = RealNode(
+                self.cluster,
+                self.work_dir / "node",
+                self.images,
+                die_with_parent=not self.keep_running,
+            )
             self.node.start()
             self.log(f"stack: node {self.node.name} Ready ({time.monotonic() - began:.0f} s)")
             began = time.monotonic()
@@ -110,8 +119,16 @@ class NodeStack:
 
     def stop(self) -> None:
         if self.installed:
-            self.helm("uninstall", self.options.release, "--namespace", self.options.namespace,
-                      "--wait", "--timeout", "120s", check=False)  # fmt: skip
+            self.helm(
+                "uninstall",
+                self.options.release,
+                "--namespace",
+                self.options.namespace,
+                "--wait",
+                "--timeout",
+                "120s",
+                check=False,
+            )
             self.installed = False
         if self.node is not None:
             self.node.stop()
@@ -170,9 +187,19 @@ class NodeStack:
         values.write_text(json.dumps(self.values(), indent=2))
         self.installed = True
         try:
-            out = self.helm("install", self.options.release, str(CHART), "--namespace",
-                            self.options.namespace, "--create-namespace", "--values",
-                            str(values), "--wait", "--timeout", "240s")  # fmt: skip
+            out = self.helm(
+                "install",
+                self.options.release,
+                str(CHART),
+                "--namespace",
+                self.options.namespace,
+                "--create-namespace",
+                "--values",
+                str(values),
+                "--wait",
+                "--timeout",
+                "240s",
+            )
         except StackError as err:
             raise StackError(f"{err}\n{self.diagnose()}") from None
         (self.work_dir / "NOTES.txt").write_text(out)
@@ -231,8 +258,13 @@ class NodeStack:
 
     def kubectl(self, *args: str) -> str:
         kubectl = require_tools(("kubectl",))["kubectl"]
-        done = subprocess.run([str(kubectl), "--kubeconfig", str(self.cluster.kubeconfig), *args],
-                              capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            [str(kubectl), "--kubeconfig", str(self.cluster.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
         return done.stdout + done.stderr
 
 

@@ -172,8 +172,16 @@ class RealNode:
         """Stop the kubelet, remove every pod sandbox, stop containerd and its shims, unmount
         and remove what the node made on the host (cgroups, log links)."""
         self._kubelet.stop_all()
-        if self.socket.exists() and self._containerd_alive():
-            self._crictl("rmp", "--all", "--force", check=False, timeout=120)
+        if not self._containerd_alive() and self._has_tasks():
+            # containerd died (e.g. with the process that started it) and left containers:
+            # start it once more so that it removes them properly.
+            self._containerd.start("containerd", ["containerd", "--config", str(self._config)])
+            wait_for(self._containerd_alive, 30, interval=0.2)
+        if self._containerd_alive():
+            try:
+                self._crictl("rmp", "--all", "--force", timeout=120)
+            except (NodeError, subprocess.TimeoutExpired) as err:
+                print(f"node: could not remove the pods: {err}", file=sys.stderr)
         self._containerd.stop_all(grace_seconds=15)
         self._kill_shims()
         for directory in (self.kubelet_root, self.state_dir, self.cri_root):
@@ -339,13 +347,21 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 indent=1,
             )
         )
-        conf = self.run_dir / "containerd.toml"
-        conf.write_text(self._containerd_config())
+        self._config.write_text(self._containerd_config())
         self.socket.unlink(missing_ok=True)
-        self._containerd.start("containerd", ["containerd", "--config", str(conf)])
+        self._containerd.start("containerd", ["containerd", "--config", str(self._config)])
         if not wait_for(self._containerd_alive, 30, interval=0.2):
             self._containerd.check()
             raise NodeError(f"containerd did not answer on {self.socket}; logs in {self.run_dir}")
+
+    @property
+    def _config(self) -> Path:
+        return self.run_dir / "containerd.toml"
+
+    def _has_tasks(self) -> bool:
+        """Containers of this node's containerd that may still be running."""
+        tasks = self.state_dir / "io.containerd.runtime.v2.task" / "k8s.io"
+        return self._config.is_file() and tasks.is_dir() and any(tasks.iterdir())
 
     def _containerd_alive(self) -> bool:
         if not self.socket.exists():
