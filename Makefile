@@ -18,8 +18,8 @@ test: setup ## run the whole test suite
 lint: setup ## ruff
 	$(VENV)/bin/ruff check job-image operator tests bench
 
-demo: setup ## archive a quiz of a fake Moodle end to end
-	$(PY) scripts/demo_runner.py
+demo: setup node-deps cluster-tools ## the whole product here: control plane, real node, Helm chart, fake Moodle (make demo-down stops it)
+	$(PY) scripts/demo.py up
 
 bench: setup ## run the benchmarks in bench/
 	$(PY) bench/runner_bench.py
