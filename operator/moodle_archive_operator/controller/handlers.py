@@ -14,6 +14,7 @@ import kopf
 from ..archivejob import GROUP, PLURAL, VERSION
 from .naming import CHILD_SELECTOR, LABEL_MANAGED_BY, MANAGED_BY, owner_name
 from .observe import is_job_finished
+from .queueing import is_admitted, is_final
 from .runtime import Runtime
 
 OURS = {LABEL_MANAGED_BY: MANAGED_BY}
@@ -59,6 +60,8 @@ async def archivejob_event(type: str | None, name: str, body: kopf.Body, memo: k
         runtime.background(task)
         return
     runtime.enqueue(name)
+    if not is_final(body) and not is_admitted(body):
+        runtime.wake_admission()  # a candidate: no need to wait for its Queued status
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
