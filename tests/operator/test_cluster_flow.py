@@ -103,8 +103,11 @@ def test_a_task_posted_to_the_gateway_ends_succeeded_with_the_archive_in_moodle(
     reasons = [e.reason for e in h.events(name)]
     for expected in ("Queued", "Admitted", "Running", "Finalizing", "Succeeded"):
         assert expected in reasons, reasons
-    labels = h.archivejob(name)["metadata"]["labels"]
-    assert labels["moodlearchiver.io/finished"] == "true"
+    meta = h.archivejob(name)["metadata"]
+    assert meta["labels"]["moodlearchiver.io/finished"] == "true"
+    # No finalizer and no Kopf bookkeeping on the object: a namespace never hangs on us.
+    assert not meta.get("finalizers")
+    assert not any("kopf" in key for key in meta.get("annotations") or {})
     assert_no_token_leak(h, gateway_logs)
 
 
