@@ -171,6 +171,8 @@ class RealNode:
     def stop(self) -> None:
         """Stop the kubelet, remove every pod sandbox, stop containerd and its shims, unmount
         and remove what the node made on the host (cgroups, log links)."""
+        for supervised in ("containerd-proc", "kubelet-proc"):  # a start may have failed early
+            (self.run_dir / supervised).mkdir(parents=True, exist_ok=True)
         self._kubelet.stop_all()
         if not self._containerd_alive() and self._has_tasks():
             # containerd died (e.g. with the process that started it) and left containers:
@@ -475,16 +477,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         )
         certs.create_certificate_signing_request(body)
         try:
-            current = certs.read_certificate_signing_request(csr_name)
-            current.status.conditions = [
-                client.V1CertificateSigningRequestCondition(
-                    type="Approved",
-                    status="True",
-                    reason="LocalNodeJoin",
-                    message="approved by tests.support.realnode for the local node",
-                )
-            ]
-            certs.replace_certificate_signing_request_approval(csr_name, current)
+            self._approve(certs, csr_name)
             signed: list[str] = []
 
             def issued() -> bool:
@@ -509,6 +502,27 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             f"system:node:{self.name}",
         )
         return kubeconfig
+
+    @staticmethod
+    def _approve(certs: client.CertificatesV1Api, csr_name: str) -> None:
+        """Approve the CSR as the admin; retried while a controller updates it meanwhile."""
+        for attempt in range(10):
+            current = certs.read_certificate_signing_request(csr_name)
+            current.status.conditions = [
+                client.V1CertificateSigningRequestCondition(
+                    type="Approved",
+                    status="True",
+                    reason="LocalNodeJoin",
+                    message="approved by tests.support.realnode for the local node",
+                )
+            ]
+            try:
+                certs.replace_certificate_signing_request_approval(csr_name, current)
+                return
+            except ApiException as err:
+                if err.status != 409 or attempt == 9:
+                    raise
+            time.sleep(0.2)
 
     # ------------------------------------------------------------------ kubelet
 
