@@ -399,12 +399,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             raise NodeError(f"crictl {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
 
+    def _image_refs(self) -> dict[str, str]:
+        """Image references in the store and the manifest digest each points to."""
+        out = subprocess.run(
+            self._ctr("images", "ls"), capture_output=True, text=True, check=True
+        ).stdout
+        return {w[0]: w[2] for w in (line.split() for line in out.splitlines()[1:]) if len(w) > 2}
+
     def _import_images(self) -> None:
-        present = set(
-            subprocess.run(
-                self._ctr("images", "ls", "-q"), capture_output=True, text=True, check=True
-            ).stdout.split()
-        )
+        present = self._image_refs()
         for ref, archive in self.images.archives.items():
             if ref in present:
                 continue
@@ -416,10 +419,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             )
             if done.returncode != 0:
                 raise NodeError(f"ctr images import {archive} failed: {done.stderr.strip()}")
-        wanted = set(self.images.archives)
-        for ref in present - wanted:  # older builds of our images: keep the store small
-            if ref.startswith("localhost/moodle-archive"):
-                subprocess.run(self._ctr("images", "rm", ref), capture_output=True, check=False)
+        # Older builds of our images, under their tags and under the image ids the CRI plugin
+        # adds (sha256:...): removed, so that the kept store does not grow with every build.
+        refs = self._image_refs()
+        wanted = {refs[ref] for ref in self.images.archives if ref in refs}
+        for ref, digest in refs.items():
+            ours = ref.startswith(("localhost/moodle-archive", "sha256:"))
+            if ours and digest not in wanted:
+                subprocess.run(self._ctr("images", "rm", "--sync", ref), capture_output=True)
 
     def _remove_stale_pods(self) -> None:
         """Sandboxes a crashed earlier run left in the kept store."""
