@@ -19,5 +19,5 @@ demo-down: ## stop everything `make demo` started (also after an interrupted dem
 kind-demo: ## the demo on a kind cluster (needs Docker, kind, kubectl, helm and the internet)
 	@scripts/kind-demo.sh
 
-e2e: setup node-deps cluster-tools ## the end-to-end tests on a real node (tests/e2e)
+e2e: setup node-deps cluster-tools images ## the end-to-end tests on a real node (tests/e2e; images built first)
 	$(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
