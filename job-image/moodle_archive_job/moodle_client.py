@@ -135,6 +135,16 @@ def decode_first_json(text: str) -> Any:
     return value
 
 
+def _raise_if_moodle_error(function: str, data: Any) -> None:
+    if is_moodle_error(data):
+        raise MoodleException(
+            function,
+            str(data.get("errorcode")),
+            str(data.get("message", "")),
+            str(data.get("debuginfo", "") or ""),
+        )
+
+
 def is_moodle_error(data: Any) -> bool:
     return isinstance(data, dict) and "errorcode" in data and (
         "exception" in data or "debuginfo" in data or "message" in data
@@ -245,13 +255,7 @@ class MoodleClient:
             data = self._with_retries(function, attempt, retry_reads=idempotent)
         finally:
             self.retries = saved
-        if is_moodle_error(data):
-            raise MoodleException(
-                function,
-                str(data.get("errorcode")),
-                str(data.get("message", "")),
-                str(data.get("debuginfo", "") or ""),
-            )
+        _raise_if_moodle_error(function, data)
         return data
 
     # --- files ---------------------------------------------------------------------------------
@@ -351,13 +355,7 @@ class MoodleClient:
                 raise MoodleServerError(f"upload to {safe_url}: answer is not JSON") from None
 
         data = self._with_retries(f"upload to {safe_url}", attempt, retry_reads=False)
-        if is_moodle_error(data):
-            raise MoodleException(
-                "upload.php",
-                str(data.get("errorcode")),
-                str(data.get("message", "")),
-                str(data.get("debuginfo", "") or ""),
-            )
+        _raise_if_moodle_error("upload.php", data)
         if not isinstance(data, list) or len(data) != 1 or not isinstance(data[0], dict):
             raise MoodleResponseInvalid("upload.php returned an invalid response")
         entry = data[0]

@@ -16,11 +16,11 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from moodle_archive_operator.archivejob import GROUP, PLURAL
-from tests.browser.pdfs import pdf_text
 from tests.fakemoodle import FakeMoodle, Job, Quiz
 from tests.runner.test_archive_end_to_end import (
     FILE_PATTERN,
     FOLDER_PATTERN,
+    check_attempt_files,
     check_sidecars,
     expected_csv,
     expected_files,
@@ -58,16 +58,7 @@ def check_archive(
         assert set(zf.namelist()) == expected_files(quiz, backups, html=False)
         check_sidecars(zf)
         assert zf.read("attempts_metadata.csv") == expected_csv(quiz)
-        for attempt in quiz.attempts:
-            user = quiz.users[attempt.userid]
-            folder = f"attempts/{user.username}/{attempt.id}"
-            pdf = tmp / f"{attempt.id}.pdf"
-            pdf.write_bytes(zf.read(f"{folder}/attempt-{attempt.id}.pdf"))
-            text = pdf_text(pdf)
-            assert attempt.answer_word in text and user.fullname in text
-            assert "\\frac" not in text and "$$" not in text, "formulas were not typeset"
-            for att in attempt.attachments:
-                assert zf.read(f"{folder}/attachments/{att.slot}/{att.filename}") == att.content
+        check_attempt_files(zf, quiz, tmp)
     assert status["artifact"]["sha256"] == hashlib.sha256(artifact).hexdigest()
     assert status["artifact"]["size"] == len(artifact)
 

@@ -61,6 +61,20 @@ def check_sidecars(zf: zipfile.ZipFile) -> None:
         assert zf.read(name + ".sha256").decode() == hashlib.sha256(zf.read(name)).hexdigest()
 
 
+def check_attempt_files(zf: zipfile.ZipFile, quiz: Quiz, scratch: Path) -> None:
+    """Each attempt's PDF has its text and typeset formulas; attachments are Moodle's bytes."""
+    for attempt in quiz.attempts:
+        user = quiz.users[attempt.userid]
+        folder = f"attempts/{user.username}/{attempt.id}"
+        pdf = scratch / f"{attempt.id}.pdf"
+        pdf.write_bytes(zf.read(f"{folder}/attempt-{attempt.id}.pdf"))
+        text = pdf_text(pdf)
+        assert attempt.answer_word in text and user.fullname in text
+        assert "\\frac" not in text and "$$" not in text, "formulas were not typeset"
+        for att in attempt.attachments:
+            assert zf.read(f"{folder}/attachments/{att.slot}/{att.filename}") == att.content
+
+
 def worker_sent_statuses(moodle: FakeMoodle, result: RunResult, function: str) -> list[str]:
     return [str(c.params.get("status")) for c in moodle.calls_for(result.jobid)
             if c.wsfunction == function]
@@ -82,16 +96,7 @@ def test_quiz_archiver_job_produces_the_reference_archive(
         assert set(zf.namelist()) == expected_files(quiz, backup_names, html=True)
         check_sidecars(zf)
         assert zf.read("attempts_metadata.csv") == expected_csv(quiz)
-        for attempt in quiz.attempts:
-            user = quiz.users[attempt.userid]
-            folder = f"attempts/{user.username}/{attempt.id}"
-            pdf = tmp_path / f"{attempt.id}.pdf"
-            pdf.write_bytes(zf.read(f"{folder}/attempt-{attempt.id}.pdf"))
-            text = pdf_text(pdf)
-            assert attempt.answer_word in text and user.fullname in text
-            assert "\\frac" not in text and "$$" not in text, "formulas were not typeset"
-            for att in attempt.attachments:
-                assert zf.read(f"{folder}/attachments/{att.slot}/{att.filename}") == att.content
+        check_attempt_files(zf, quiz, tmp_path)
         stored_backups = {b.filename: b.content for b in moodle.site.backups.values()}
         for name in backup_names:
             assert zf.read(f"backups/{name}") == stored_backups[name]
