@@ -130,7 +130,12 @@ def test_without_prevention_a_redirect_fails_the_render(
     harness: BrowserHarness, moodle: LoopbackServer, tmp_path: Path
 ) -> None:
     # The reference would have printed the login page; here the render fails instead.
-    redirect = "<script>setTimeout(() => { window.location = '/login/index.php'; }, 50);</script>"
+    # The hanging image holds the load event, so the redirect comes while readiness is awaited.
+    hanging = moodle.hang("/hang/redirect-test.png")
+    redirect = (
+        f'<img src="{hanging}" alt="">'
+        "<script>setTimeout(() => { window.location = '/login/index.php'; }, 50);</script>"
+    )
     html = moodle_page(moodle.origin, REPORT + redirect)
 
     with pytest.raises(RenderError, match="navigated away"):

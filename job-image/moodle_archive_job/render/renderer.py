@@ -201,7 +201,14 @@ class _AttemptRender:
         self.timings["ready"] = time.monotonic() - started
 
         started = time.monotonic()
-        await self._print(page, pdf_path, paper_format)
+        try:
+            await self._print(page, pdf_path, paper_format)
+        except (RenderError, PlaywrightError):
+            # A navigation that starts while printing makes Chromium's print fail vaguely.
+            await self._settle_navigation(page)
+            self._check_still_on_report(page)
+            raise
+        self._check_still_on_report(page)  # the PDF may be of whatever the page went to
         self.timings["print"] = time.monotonic() - started
 
         logger.debug(
@@ -243,9 +250,7 @@ class _AttemptRender:
         try:
             report = await wait_until_ready(page, timeout)
         except RenderError:
-            # "Execution context was destroyed" arrives before Playwright has the new URL.
-            with contextlib.suppress(PlaywrightError):
-                await page.wait_for_url(lambda url: url != self.page_url, timeout=1000)
+            await self._settle_navigation(page)
             self._check_still_on_report(page)  # the clearer reason, when it is the reason
             raise
         self._check_still_on_report(page)
@@ -264,6 +269,11 @@ class _AttemptRender:
             await page.wait_for_load_state("load", timeout=timeout * 1000)
         except PlaywrightError:
             logger.warning("%s: no load event after %g s; rendering anyway", self.label, timeout)
+
+    async def _settle_navigation(self, page: Page) -> None:
+        # "Execution context was destroyed" arrives before Playwright has the new URL.
+        with contextlib.suppress(PlaywrightError):
+            await page.wait_for_url(lambda url: url != self.page_url, timeout=1000)
 
     def _check_still_on_report(self, page: Page) -> None:
         if self.events.crashed:
