@@ -5,14 +5,17 @@ PY := $(VENV)/bin/python
 export MOODLE_ARCHIVER_CACHE_DIR ?= $(HOME)/.cache/moodle-archive-operator
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint demo bench clean
+.PHONY: help setup test test-quick lint demo bench clean
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 setup: ## install Debian packages, the .venv and MathJax (idempotent)
 	@scripts/setup.sh
 
-test: setup ## run the whole test suite
+test: setup node-deps cluster-tools images ## the whole test suite, the real-node end-to-end tier included (what CI runs)
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+test-quick: setup cluster-tools ## the suite without the real-node tier (no containerd, no images)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff
