@@ -4,9 +4,14 @@ Starts a local control plane, the real node (kubelet + containerd) and the Helm 
 Moodle with N quizzes of M attempts (formulas included), posts all N tasks to the gateway at
 once like the plugin, and waits until every ArchiveJob is final and Moodle holds every archive.
 
-Prints, as JSON: attempts per second end to end (first POST -> last archive accepted), the
-time to first pod start (queue + Job + pod + image already on the node), per-task durations,
-and the most pods running at once. Images are built first if needed (not timed).
+Before that, in the same run, the same N tasks go through the job runner alone
+(`moodle-archiver run-job` as local processes, `--parallel` at a time, same fake Moodle, same
+settings): the baseline that makes the cost of the Kubernetes path visible.
+
+Prints, as JSON: attempts per second end to end (first POST -> last archive accepted) next to
+the baseline's, their ratio, the time to first pod start (queue + Job + pod + image already on
+the node), per-task durations, and the most pods running at once. Images are built first if
+needed (not timed).
 
     .venv/bin/python bench/e2e_bench.py --tasks 4 --attempts 10 [--parallel 2]
 """
@@ -15,10 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +49,8 @@ def _parse_time(value: str | None) -> float | None:
 
 def run(tasks: int, attempts: int, parallel: int, report_latency: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmp:
+        with FakeMoodle(report_latency=report_latency) as moodle:
+            baseline = _runner_alone(moodle, Path(tmp) / "local", tasks, attempts, parallel)
         cluster = LocalCluster(Path(tmp) / "cluster", nodes=0)
         cluster.start()
         try:
@@ -54,11 +65,56 @@ def run(tasks: int, attempts: int, parallel: int, report_latency: float) -> dict
                 )
                 stack.start()
                 try:
-                    return _measure(stack, moodle, tasks, attempts, parallel, report_latency)
+                    result = _measure(stack, moodle, tasks, attempts, parallel, report_latency)
                 finally:
                     stack.stop()
         finally:
             cluster.stop(remove_data=True)
+    result["runner_alone"] = baseline
+    result["kubernetes_vs_runner_alone"] = round(
+        result["attempts_per_s"] / baseline["attempts_per_s"], 2
+    )
+    return result
+
+
+def _runner_alone(
+    moodle: FakeMoodle, work: Path, tasks: int, attempts: int, parallel: int
+) -> dict[str, Any]:
+    """The same tasks through `moodle-archiver run-job` processes, `parallel` at a time."""
+    work.mkdir(parents=True)
+    runs = []
+    for i in range(tasks):
+        quiz = moodle.create_quiz(attempts=attempts, with_formulas=True, name=f"Local {i}")
+        job = moodle.create_job(quiz, backups=())
+        job_id = str(uuid.uuid4())
+        moodle.register_job(job, job_id)
+        request = work / f"request-{i}.json"
+        request.write_text(json.dumps(job.request_body))
+        runs.append((job_id, request, work / f"scratch-{i}"))
+
+    def one(job_id: str, request: Path, scratch: Path) -> float:
+        scratch.mkdir()
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(REPO_ROOT / ".venv/bin/moodle-archiver"), "run-job", "--request", str(request),
+             "--job-id", job_id, "--log-format", "json"],
+            env={**os.environ, "QUIZ_ARCHIVER_WORK_DIR": str(scratch)},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0 or moodle.job(job_id).status_name != "FINISHED":
+            tail = done.stderr[-2000:]
+            raise SystemExit(f"the runner alone failed (exit {done.returncode}):\n{tail}")
+        return time.monotonic() - started
+
+    began = time.monotonic()
+    with ThreadPoolExecutor(parallel) as pool:
+        durations = list(pool.map(lambda run: one(*run), runs))
+    elapsed = time.monotonic() - began
+    return {
+        "elapsed_s": round(elapsed, 1),
+        "attempts_per_s": round(tasks * attempts / elapsed, 3),
+        "task_run_s_median": round(statistics.median(durations), 1),
+    }
 
 
 def _measure(
