@@ -80,7 +80,7 @@ def gateway(
 ) -> Iterator[GatewayProcess]:
     process = start_gateway(
         cluster, jobs_namespace, moodle, tmp_path_factory.mktemp("gw"),
-        MOODLE_ARCHIVER_QUEUE_SIZE="100",
+        MOODLE_ARCHIVER_QUEUE_SIZE="100", MOODLE_ARCHIVER_ACCEPTED_EVENTS="true",
     )
     yield process
     process.stop()
@@ -103,6 +103,12 @@ def list_archivejobs(api: client.ApiClient, namespace: str) -> list[dict[str, An
         GROUP, VERSION, namespace, PLURAL
     )["items"]
     return list(items)
+
+
+def watched_rechecks(gateway: GatewayProcess) -> float:
+    metrics = requests.get(f"{gateway.url}/metrics", timeout=5).text
+    name = 'moodle_archiver_gateway_capacity_rechecks_total{source="watch"}'
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name))
 
 
 @pytest.mark.parametrize("protocol", ["quiz_archiver", "archivingmod_quiz"])
@@ -286,6 +292,8 @@ def test_capacity_with_real_archivejobs(
                 {"status": {"phase": "Succeeded"}},
             )
             assert moodle.submit_job(new_job(moodle), gw.url).ok
+            # The re-checks counted from the gateway's watched copy, not from lists.
+            assert watched_rechecks(gw) >= 1
     finally:
         core.delete_namespace(namespace)
 
@@ -320,6 +328,7 @@ def test_two_replicas_racing_never_exceed_capacity(
             assert names == {f"archive-{job_id}" for job_id in accepted}
             secrets = {s.metadata.name for s in core.list_namespaced_secret(namespace).items}
             assert {f"{name}-token" for name in names} <= secrets
+            assert watched_rechecks(one) + watched_rechecks(two) >= 1
             assert not {s for s in secrets if s.startswith("archive-")} - {
                 f"{name}-token" for name in names
             }

@@ -38,8 +38,13 @@ def accepted_job_id(response: Any) -> str:
     ],
 )
 def test_accepted_task_becomes_an_archivejob_with_a_token_secret(
-    client: TestClient, kube: FakeKube, probe: FakeProbe, path: str, body: dict[str, Any]
+    make_client: Callable[..., TestClient],
+    kube: FakeKube,
+    probe: FakeProbe,
+    path: str,
+    body: dict[str, Any],
 ) -> None:
+    client = make_client(accepted_events=True)
     job_id = accepted_job_id(client.post(path, json=body))
     obj = kube.archivejobs[f"archive-{job_id}"]
     spec = ArchiveJobSpec.model_validate(obj["spec"])
@@ -52,6 +57,12 @@ def test_accepted_task_becomes_an_archivejob_with_a_token_secret(
     assert secret["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
     (event,) = kube.events
     assert event["reason"] == "Accepted" and event["involvedObject"]["name"] == f"archive-{job_id}"
+
+
+def test_no_accepted_event_by_default(client: TestClient, kube: FakeKube) -> None:
+    """The operator's first Event (Queued or the admission) reports the new job."""
+    accepted_job_id(client.post("/archive", json=v7_body()))
+    assert kube.events == [] and "create_event" not in kube.calls
 
 
 def test_every_task_gets_a_new_job_id(client: TestClient, kube: FakeKube) -> None:
@@ -162,7 +173,10 @@ def test_unreachable_api_server_is_a_503(client: TestClient, kube: FakeKube, pro
     assert probe.calls == []
 
 
-def test_event_failure_does_not_fail_the_task(client: TestClient, kube: FakeKube) -> None:
+def test_event_failure_does_not_fail_the_task(
+    make_client: Callable[..., TestClient], kube: FakeKube
+) -> None:
+    client = make_client(accepted_events=True)
     kube.fail["create_event"] = KubeError(403, "Forbidden")
     accepted_job_id(client.post("/archive", json=v7_body()))
     assert len(kube.secrets) == 1

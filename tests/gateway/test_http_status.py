@@ -197,7 +197,7 @@ def test_tokens_never_leave_the_secret(
     make_client: Callable[..., TestClient], kube: FakeKube, probe: FakeProbe, raw_logs: io.StringIO
 ) -> None:
     """Accepted, refused and failing tasks: no ArchiveJob, Event, log line or metric has a token."""
-    client = make_client(path_prefix="p")
+    client = make_client(path_prefix="p", accepted_events=True)
     tokens = [secrets.token_hex(16) for _ in range(6)]
 
     def v7(token: str, **overrides: Any) -> dict[str, Any]:

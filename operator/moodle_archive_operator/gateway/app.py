@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,8 +16,10 @@ from starlette.exceptions import HTTPException
 
 from moodle_archive_job.request_parsing import MSG_INVALID_REQUEST
 
+from .capacity import Capacity, ListedCapacity, WatchedCapacity
 from .intake import Prober, TaskIntake
 from .kube import KubeApi, KubernetesApi
+from .livejobs import ArchiveJobWatchSource, LiveJobCache
 from .metrics import GatewayMetrics
 from .routes import Gateway, app_version, ops_router, worker_router
 from .schemas import ArchivingmodQuizV1Request, QuizArchiverV7Request
@@ -40,16 +43,28 @@ def create_app(
     owns_kube = kube_api is None
     kube = kube_api or KubernetesApi.from_environment(settings.jobs_namespace)
     metrics = metrics or GatewayMetrics()
+    capacity: Capacity = ListedCapacity(kube)
+    cache: LiveJobCache | None = None
+    if settings.watch_live_jobs and isinstance(kube, ArchiveJobWatchSource):
+        cache = LiveJobCache(kube, list_timeout=settings.kube_timeout_sec)
+        capacity = WatchedCapacity(cache, capacity, metrics, settings.watch_settle_sec)
     intake = (
-        TaskIntake(settings, kube, metrics)
+        TaskIntake(settings, kube, metrics, capacity=capacity)
         if prober is None
-        else TaskIntake(settings, kube, metrics, prober)
+        else TaskIntake(settings, kube, metrics, prober, capacity=capacity)
     )
-    gateway = Gateway(settings=settings, kube=kube, intake=intake, metrics=metrics)
+    gateway = Gateway(
+        settings=settings, kube=kube, intake=intake, metrics=metrics, capacity=capacity
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watching = asyncio.create_task(cache.run()) if cache is not None else None
         yield
+        if watching is not None:
+            watching.cancel()
+            with suppress(asyncio.CancelledError):
+                await watching
         intake.close()
         if owns_kube and isinstance(kube, KubernetesApi):
             kube.close()

@@ -38,7 +38,7 @@ from ..archivejob import (
     spec_from_task,
     token_secret_name,
 )
-from .jobqueue import live_jobs
+from .capacity import Capacity, ListedCapacity
 from .kube import KubeApi, KubeError
 from .metrics import GatewayMetrics
 from .moodle_policy import MoodlePolicy
@@ -88,11 +88,13 @@ class TaskIntake:
         kube: KubeApi,
         metrics: GatewayMetrics,
         prober: Prober = probe_connection,
+        capacity: Capacity | None = None,
     ) -> None:
         self.settings = settings
         self.kube = kube
         self.metrics = metrics
         self.prober = prober
+        self.capacity = capacity or ListedCapacity(kube)
         self.policy = MoodlePolicy(
             sites=settings.allowed_moodle_urls, allow_private=settings.allow_private_moodle_hosts
         )
@@ -118,7 +120,7 @@ class TaskIntake:
         manifest = build_archivejob(spec, self.kube.namespace)
         created = await self._create_archivejob(manifest, deadline)
         try:
-            await self._verify_within_capacity(deadline)
+            await self._verify_within_capacity(created, deadline)
             secret = build_token_secret(created, parsed.token, self.kube.namespace)
             await self.kube.create_secret(secret, deadline.timeout(self.settings.kube_timeout_sec))
         except KubeError as exc:
@@ -136,14 +138,14 @@ class TaskIntake:
     async def _check_capacity(self, deadline: _Deadline) -> None:
         try:
             timeout = deadline.timeout(self.settings.kube_timeout_sec)
-            items = await self.kube.list_archivejobs(timeout)
+            full = await self.capacity.is_full(self.settings.capacity, timeout)
         except KubeError as exc:
             log.error(
                 "could not list ArchiveJobs",
                 extra={"fields": {"status": exc.status, "reason": exc.reason}},
             )
             raise RequestRejected(MSG_STORE_FAILED, 503, "store_failed") from None
-        if len(live_jobs(items)) >= self.settings.capacity:
+        if full:
             raise RequestRejected(MSG_QUEUE_FULL, 429, "queue_full")
 
     async def _probe(self, task: ArchiveTask, token: SecretStr, deadline: _Deadline) -> None:
@@ -208,17 +210,18 @@ class TaskIntake:
                 raise RequestRejected(MSG_INVALID_REQUEST, 400, "rejected_by_api") from None
             raise RequestRejected(MSG_STORE_FAILED, 503, "store_failed") from None
 
-    async def _verify_within_capacity(self, deadline: _Deadline) -> None:
+    async def _verify_within_capacity(self, created: dict[str, Any], deadline: _Deadline) -> None:
         """The atomic re-check: count every live job, this one included.
 
-        A list made after our create sees every job created before ours, so the last
+        A count made after our create sees every job created before ours (a list, or
+        the watched copy once it has our job's event: see `capacity`), so the last
         job of any set that would exceed capacity sees them all and backs out: never
         over capacity. Replicas racing for the last slots may all back out (429, the
         plugin's "try again later"); no order between them is needed, which matters
         because nothing visible to a client orders creations within one second.
         """
-        items = await self.kube.list_archivejobs(deadline.timeout(self.settings.kube_timeout_sec))
-        if len(live_jobs(items)) > self.settings.capacity:
+        timeout = deadline.timeout(self.settings.kube_timeout_sec)
+        if await self.capacity.count_live_with(created, timeout) > self.settings.capacity:
             raise RequestRejected(MSG_QUEUE_FULL, 429, "queue_full")
 
     async def _roll_back(self, job_id: str) -> None:

@@ -44,6 +44,14 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.recheck = Counter(
+            "moodle_archiver_gateway_capacity_rechecks",
+            "Capacity re-checks after creating an ArchiveJob, by source: the watched copy, "
+            "or a list (no watched copy, or it lagged).",
+            ["source"],
+            registry=self.registry,
+        )
+
     def observe_accepted(self, protocol: str, seconds: float) -> None:
         self.accepted.labels(protocol).inc()
         self.latency.labels(protocol, "accepted").observe(seconds)

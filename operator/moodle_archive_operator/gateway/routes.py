@@ -17,6 +17,7 @@ from moodle_archive_job.task import Protocol
 
 from ..archivejob import archivejob_name, build_event, is_job_id
 from .body import read_json_body
+from .capacity import Capacity
 from .intake import Submission, TaskIntake
 from .jobqueue import job_status_string, queue_view, worker_status
 from .kube import KubeApi, KubeError
@@ -54,6 +55,7 @@ class Gateway:
     kube: KubeApi
     intake: TaskIntake
     metrics: GatewayMetrics
+    capacity: Capacity
 
 
 def _error(status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -112,7 +114,8 @@ def worker_router(gw: Gateway) -> APIRouter:
                 }
             },
         )
-        background.add_task(_post_accepted_event, gw, submission)
+        if gw.settings.accepted_events:
+            background.add_task(_post_accepted_event, gw, submission)
         return ArchiveAccepted(jobid=submission.job_id)
 
     endpoints = (
@@ -192,8 +195,10 @@ def ops_router(gw: Gateway) -> APIRouter:
     @router.get("/readyz", response_model=Health, responses=error_responses(503))
     async def readyz() -> Any:
         try:
-            await gw.kube.list_archivejobs(min(2.0, gw.settings.kube_timeout_sec))
+            ready = await gw.capacity.ready(min(2.0, gw.settings.kube_timeout_sec))
         except KubeError:
+            ready = False
+        if not ready:
             return _error(503, "Cannot list ArchiveJobs: API server unreachable or CRD missing.")
         return Health(status="ready")
 

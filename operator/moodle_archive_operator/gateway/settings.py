@@ -77,6 +77,13 @@ class GatewaySettings(ControlPlaneSettings):
     probe_timeout_sec: float = Field(default=8.0, gt=0, le=15)
     kube_timeout_sec: float = Field(default=5.0, gt=0)
     request_budget_sec: float = Field(default=15.0, gt=0, le=19)
+    # Count live ArchiveJobs from a watched copy in this replica instead of two lists per
+    # task; the re-check waits this long for our own job's watch event, else it lists.
+    watch_live_jobs: RefBool = True
+    watch_settle_sec: float = Field(default=1.0, gt=0, le=5)
+    # An `Accepted` Event per task from the gateway (one more API write per task); the
+    # operator's own first Event (Queued or the admission) follows either way.
+    accepted_events: RefBool = False
 
     @field_validator("allowed_moodle_urls", mode="before")
     @classmethod
