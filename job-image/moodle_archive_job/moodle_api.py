@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .logs import unregister_secret
@@ -338,11 +339,17 @@ def api_for(
     return cls(client, task, job_id, allowed_download_origins)
 
 
-def probe_connection(task: ArchiveTask, token: str, timeout_sec: float = 8.0) -> None:
+def probe_connection(
+    task: ArchiveTask,
+    token: str,
+    timeout_sec: float = 8.0,
+    session: requests.Session | None = None,
+) -> None:
     """The gateway's synchronous check that the token works (spec 3.2), bounded in time.
 
     Raises ProbeFailed when Moodle answered but not as expected, MoodleUnreachable
-    when it could not be reached in time.
+    when it could not be reached in time. A `session` given is reused (its open
+    connections too); its cookies are cleared afterwards.
     """
     client = MoodleClient(
         task.moodle,
@@ -350,6 +357,7 @@ def probe_connection(task: ArchiveTask, token: str, timeout_sec: float = 8.0) ->
         retries=0,
         connect_timeout=min(5.0, timeout_sec),
         read_timeout=timeout_sec,
+        session=session,
     )
     try:
         api_for(task, client, job_id="").probe()

@@ -167,6 +167,7 @@ class MoodleClient:
         verify_tls: bool = True,
         proxies: dict[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        session: requests.Session | None = None,
     ) -> None:
         self.endpoints = endpoints
         self._token = token.get_secret_value() if isinstance(token, SecretStr) else token
@@ -176,7 +177,9 @@ class MoodleClient:
         self.timeout = (connect_timeout, read_timeout)
         self.transfer_timeout = (connect_timeout, transfer_timeout)
         self._sleep = sleep
-        self.session = requests.Session()
+        # A borrowed session (the gateway's probes reuse connections) is not closed here.
+        self._owns_session = session is None
+        self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.verify = verify_tls
         if proxies is not None:
@@ -184,7 +187,10 @@ class MoodleClient:
             self.session.proxies.update(proxies)
 
     def close(self) -> None:
-        self.session.close()
+        if self._owns_session:
+            self.session.close()
+        else:
+            self.session.cookies.clear()  # nothing of one task carries over to the next
 
     # --- retries -------------------------------------------------------------------------------
 

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from moodle_archive_job.moodle_client import ProbeFailed
 from moodle_archive_job.request_parsing import parse_archive_request
 from moodle_archive_job.task import Protocol
 from moodle_archive_operator.archivejob import ArchiveJobSpec, task_from_spec
 from moodle_archive_operator.gateway import create_app
+from moodle_archive_operator.gateway.prober import SessionProber
 from tests.fakemoodle import FakeMoodle
 from tests.gateway.conftest import settings
 from tests.gateway.fakekube import FakeKube
@@ -131,3 +133,19 @@ def test_a_slow_but_answering_moodle_is_fine(
     job = moodle.create_job(moodle.create_quiz(attempts=1), protocol="quiz_archiver")
     moodle.faults.set_latency("rest", 0.5)
     assert gateway().post(job.endpoint_path, json=job.request_body).status_code == 200
+
+
+def test_probes_reuse_a_session_and_leave_nothing_in_it(moodle: FakeMoodle) -> None:
+    prober = SessionProber(idle_sec=30)
+    first, second = (moodle.create_job(moodle.create_quiz(attempts=1)) for _ in range(2))
+    for job in (first, second):
+        task = parse_archive_request(job.request_body, PROTOCOLS["quiz_archiver"]).task
+        prober(task, job.token, 5.0)
+    session = prober.session()
+    assert session is prober.session() and not session.cookies
+    wrong = parse_archive_request(first.request_body, PROTOCOLS["quiz_archiver"]).task
+    with pytest.raises(ProbeFailed):
+        prober(wrong, "0" * 32, 5.0)
+    prober.idle_sec = 0.0
+    time.sleep(0.01)
+    assert prober.session() is not session  # an idle session is not trusted any more

@@ -48,11 +48,7 @@ def create_app(
     if settings.watch_live_jobs and isinstance(kube, ArchiveJobWatchSource):
         cache = LiveJobCache(kube, list_timeout=settings.kube_timeout_sec)
         capacity = WatchedCapacity(cache, capacity, metrics, settings.watch_settle_sec)
-    intake = (
-        TaskIntake(settings, kube, metrics, capacity=capacity)
-        if prober is None
-        else TaskIntake(settings, kube, metrics, prober, capacity=capacity)
-    )
+    intake = TaskIntake(settings, kube, metrics, prober, capacity=capacity)
     gateway = Gateway(
         settings=settings, kube=kube, intake=intake, metrics=metrics, capacity=capacity
     )

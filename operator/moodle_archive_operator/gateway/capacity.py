@@ -64,12 +64,9 @@ class WatchedCapacity:
         self._metrics = metrics
         self._settle_sec = settle_sec
 
-    def _count_cached(self) -> int:
-        return len(live_jobs(self._cache.objects()))
-
     async def is_full(self, capacity: int, timeout: float) -> bool:
         # The copy may lag a moment behind a job that just ended: refuse only on a list.
-        if self._cache.synced and self._count_cached() < capacity:
+        if self._cache.synced and self._cache.live_count() < capacity:
             return False
         return await self._listed.is_full(capacity, timeout)
 
@@ -79,7 +76,7 @@ class WatchedCapacity:
         seen = uid and self._cache.synced and await self._cache.wait_seen(uid, wait)
         if seen and self._cache.synced:  # still synced: no failed re-list since
             self._metrics.recheck.labels("watch").inc()
-            return self._count_cached()
+            return self._cache.live_count()
         if self._cache.synced:
             self._cache.resync()  # our own job's event did not come: the watch lags
         self._metrics.recheck.labels("list").inc()

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 from pydantic import SecretStr
 
-from moodle_archive_job.moodle_client import MoodleUnreachable, ProbeFailed, probe_connection
+from moodle_archive_job.moodle_client import MoodleUnreachable, ProbeFailed
 from moodle_archive_job.request_parsing import (
     MSG_INVALID_REQUEST,
     RequestRejected,
@@ -42,6 +42,7 @@ from .capacity import Capacity, ListedCapacity
 from .kube import KubeApi, KubeError
 from .metrics import GatewayMetrics
 from .moodle_policy import MoodlePolicy
+from .prober import SessionProber
 from .settings import GatewaySettings
 
 log = logging.getLogger("moodle_archive_operator.gateway")
@@ -87,13 +88,13 @@ class TaskIntake:
         settings: GatewaySettings,
         kube: KubeApi,
         metrics: GatewayMetrics,
-        prober: Prober = probe_connection,
+        prober: Prober | None = None,
         capacity: Capacity | None = None,
     ) -> None:
         self.settings = settings
         self.kube = kube
         self.metrics = metrics
-        self.prober = prober
+        self.prober = prober or SessionProber()
         self.capacity = capacity or ListedCapacity(kube)
         self.policy = MoodlePolicy(
             sites=settings.allowed_moodle_urls, allow_private=settings.allow_private_moodle_hosts

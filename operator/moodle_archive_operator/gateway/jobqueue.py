@@ -75,12 +75,14 @@ def queue_order_key(obj: dict[str, Any]) -> tuple[str, str, str]:
     )
 
 
+def is_live(obj: dict[str, Any]) -> bool:
+    """Holds a slot or a queue place: not final, not being deleted."""
+    return not is_final(obj) and not _dict(obj.get("metadata")).get("deletionTimestamp")
+
+
 def live_jobs(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Non-final ArchiveJobs (not being deleted) in queue order."""
-    live = [
-        o for o in objs if not is_final(o) and not _dict(o.get("metadata")).get("deletionTimestamp")
-    ]
-    return sorted(live, key=queue_order_key)
+    return sorted(filter(is_live, objs), key=queue_order_key)
 
 
 @dataclass(frozen=True)

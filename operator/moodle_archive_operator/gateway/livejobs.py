@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
+from .jobqueue import is_live
 from .kubeerror import KubeError
 
 log = logging.getLogger("moodle_archive_operator.gateway")
@@ -62,6 +63,7 @@ class LiveJobCache:
         self._retry_delay = retry_delay
         self._remember = remember
         self._objects: dict[str, dict[str, Any]] = {}
+        self._live: set[str] = set()  # uids of the objects that are live (`is_live`)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._follow_scope: anyio.CancelScope | None = None
@@ -70,6 +72,9 @@ class LiveJobCache:
 
     def objects(self) -> list[dict[str, Any]]:
         return list(self._objects.values())
+
+    def live_count(self) -> int:
+        return len(self._live)
 
     def seen(self, uid: str) -> bool:
         return uid in self._seen
@@ -132,6 +137,7 @@ class LiveJobCache:
 
     def _replace(self, items: list[dict[str, Any]]) -> None:
         self._objects = {_uid(o): o for o in items if _uid(o)}
+        self._live = {uid for uid, obj in self._objects.items() if is_live(obj)}
         for uid in self._objects:
             self._mark_seen(uid)
         self.synced = True
@@ -147,8 +153,13 @@ class LiveJobCache:
             return _version(obj)
         if kind == "DELETED":
             self._objects.pop(uid, None)
+            self._live.discard(uid)
         elif kind in ("ADDED", "MODIFIED"):
             self._objects[uid] = obj
+            if is_live(obj):
+                self._live.add(uid)
+            else:
+                self._live.discard(uid)
         self._mark_seen(uid)
         return _version(obj)
 
