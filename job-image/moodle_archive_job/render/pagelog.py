@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from playwright.async_api import ConsoleMessage, Page, Request
 
@@ -22,10 +23,20 @@ class PageEvents:
     crashed: bool = False
 
     def attach(self, page: Page) -> None:
-        page.on("console", self._console)
-        page.on("pageerror", self._page_error)
-        page.on("crash", self._crash)
-        page.on("requestfailed", self._request_failed)
+        for event, handler in self._handlers():
+            page.on(event, handler)  # type: ignore[call-overload]
+
+    def detach(self, page: Page) -> None:
+        for event, handler in self._handlers():
+            page.remove_listener(event, handler)
+
+    def _handlers(self) -> list[tuple[str, Any]]:
+        return [
+            ("console", self._console),
+            ("pageerror", self._page_error),
+            ("crash", self._crash),
+            ("requestfailed", self._request_failed),
+        ]
 
     def _console(self, message: ConsoleMessage) -> None:
         if logger.isEnabledFor(logging.DEBUG):

@@ -1,4 +1,4 @@
-"""One Chromium per job, one fresh browser context per attempt report."""
+"""One Chromium per job; attempt reports rendered in reused, wiped browser contexts."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from .readiness import ProbeConfig, ProbeReport, probe_snapshot, wait_until_read
 from .result import ReadyState, RenderResult
 from .routes import RouteLog, install_routes, moodle_roots
 from .script_cache import ScriptCache
+from .slots import DEFAULT_MAX_USES, PageSlot, SlotPool
 from .urls import loggable_url
 
 logger = logging.getLogger(__name__)
@@ -41,9 +42,15 @@ _DEMO_SCRIPT = resources.files(__package__).joinpath("demo.js").read_text("utf-8
 class Renderer:
     """Turns Moodle attempt reports into PDFs with one headless Chromium.
 
-    `render_pdf` may run concurrently from several tasks: each call gets its own browser
-    context (no cookies, storage, cache or routes shared between attempts, memory freed per
-    attempt). Only Moodle's publicly cacheable scripts are kept across attempts (script_cache).
+    `render_pdf` may run concurrently from several tasks. Isolation model: each call has a
+    browser context with one page to itself for the time of the call (a slot, see slots.py);
+    concurrent calls never share one. Slots are reused by later calls, which saves a new
+    renderer process per attempt, and wiped after each attempt: the page leaves the report,
+    and its sessionStorage, window.name, the routes (installed per attempt, for the attempt's
+    own unique URL), the cookies, the HTTP cache and every storage of the origins it showed
+    are cleared. A slot whose attempt failed is closed, not reused; so is one after
+    `max_uses` attempts. Only Moodle's publicly cacheable scripts are kept across attempts
+    (script_cache), and the V8 code compiled in a slot's renderer process.
     """
 
     def __init__(
@@ -52,6 +59,7 @@ class Renderer:
         *,
         stall_grace_sec: float = DEFAULT_STALL_GRACE_SEC,
         extra_browser_args: Sequence[str] = (),
+        max_uses: int = DEFAULT_MAX_USES,
     ) -> None:
         self._settings = settings
         self._extra_args = tuple(extra_browser_args)
@@ -60,6 +68,7 @@ class Renderer:
             stall_grace_sec=min(stall_grace_sec, settings.wait_for_ready_signal_timeout_sec),
         ).script()
         self._scripts = ScriptCache()
+        self._slots = SlotPool(self._new_context, self._probe, max_uses)
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._numbers = itertools.count(1)
@@ -111,17 +120,22 @@ class Renderer:
         # The pipeline's folder (attempt-<id>) tells concurrent renders apart in the log.
         label = f"render#{next(self._numbers)} {pdf_path.parent.name}"
         started = time.monotonic()
-        context = await self._new_context()
-        attempt = _AttemptRender(self._settings, context, label, started, self._scripts)
         try:
-            return await attempt.run(html, base_url, pdf_path, paper_format, self._probe)
+            slot = await self._slots.take()
         except PlaywrightError as exc:
+            raise RenderError(f"{label}: could not open a page: {first_line(exc)}") from None
+        attempt = _AttemptRender(self._settings, slot, label, started, self._scripts)
+        try:
+            result = await attempt.run(html, base_url, pdf_path, paper_format)
+        except PlaywrightError as exc:
+            await slot.close(label)
             raise RenderError(f"{label}: {first_line(exc)}") from None
-        finally:
-            try:
-                await context.close()
-            except PlaywrightError as exc:
-                logger.debug("%s: closing the context: %s", label, first_line(exc))
+        except BaseException:
+            await slot.close(label)
+            raise
+        attempt.events.detach(slot.page)
+        await self._slots.give_back(slot, label)
+        return result
 
     async def _new_context(self) -> BrowserContext:
         assert self._browser is not None
@@ -149,14 +163,14 @@ class _AttemptRender:
     def __init__(
         self,
         settings: RunnerSettings,
-        context: BrowserContext,
+        slot: PageSlot,
         label: str,
         started: float,
         scripts: ScriptCache,
     ) -> None:
         self.scripts = scripts
         self.settings = settings
-        self.context = context
+        self.slot = slot
         self.label = label
         self.started = started
         self.routes = RouteLog(label)
@@ -170,14 +184,13 @@ class _AttemptRender:
         base_url: str,
         pdf_path: Path,
         paper_format: PaperFormat,
-        probe_script: str,
     ) -> RenderResult:
         settings = self.settings
         base = base_url.rstrip("/")
         # Unique per call: concurrent attempts never answer each other's page.
         self.page_url = page_url = f"{base}/mock/attempt/{secrets.token_hex(8)}"
         await install_routes(
-            self.context,
+            self.slot.context,
             page_url=page_url,
             html=html,
             script_roots=moodle_roots(base, html) if settings.prevent_redirect_to_login else None,
@@ -185,8 +198,7 @@ class _AttemptRender:
             fetch_timeout_sec=settings.wait_for_navigation_timeout_sec,
             log=self.routes,
         )
-        await self.context.add_init_script(probe_script)
-        page = await self.context.new_page()
+        page = self.slot.page
         self.events.attach(page)
         self.timings["setup"] = time.monotonic() - self.started
 
