@@ -132,8 +132,12 @@ class LiveJobCache:
 
     async def _follow(self, version: str) -> None:
         while True:
+            events = 0
             async for event in self._source.watch_archivejobs(version, self._watch_timeout_sec):
                 version = self._apply(event) or version
+                events += 1
+            if not events:  # ended at once, or quiet for a whole watch: do not spin
+                await asyncio.sleep(self._retry_delay)
 
     def _replace(self, items: list[dict[str, Any]]) -> None:
         self._objects = {_uid(o): o for o in items if _uid(o)}
