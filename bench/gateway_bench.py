@@ -171,6 +171,11 @@ def _metric_sum_count(text: str, name: str) -> tuple[float, float]:
     return total, count
 
 
+def _metric_value(text: str, sample: str) -> float:
+    lines = text.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(sample))
+
+
 def bench(
     kubeconfig: Path,
     levels: list[int],
@@ -210,6 +215,12 @@ def bench(
             probe_sum, probe_count = _metric_sum_count(
                 metrics, "moodle_archiver_gateway_moodle_probe_duration_seconds"
             )
+            rechecks = {
+                source: _metric_value(
+                    metrics, f'moodle_archiver_gateway_capacity_rechecks_total{{source="{source}"}}'
+                )
+                for source in ("watch", "list")
+            }
     finally:
         finisher.stop_event.set()
         if finisher.is_alive():
@@ -220,6 +231,8 @@ def bench(
         "levels": results,
         "mean_probe_ms": round(1000 * probe_sum / probe_count, 1) if probe_count else None,
         "max_live_archivejobs": finisher.max_live,
+        # where the capacity re-checks counted: the watched copy, or a list (it lagged)
+        "rechecks": rechecks,
         "load_average": [round(x, 1) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
     }
@@ -261,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(
         f"mean Moodle probe {result['mean_probe_ms']} ms; "
-        f"at most {result['max_live_archivejobs']} live ArchiveJobs seen"
+        f"at most {result['max_live_archivejobs']} live ArchiveJobs seen; "
+        f"capacity re-checks by source {result['rechecks']}"
     )
     print(f"load average during the run: {result['load_average']}")
     worst = result["levels"][-1]
