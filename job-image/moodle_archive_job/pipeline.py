@@ -34,7 +34,7 @@ from .progress import (
     ProgressSink,
     percent,
 )
-from .settings import RunnerSettings
+from .settings import RunnerSettings, visible_cpus
 from .task import ArchiveTask, BackupTask
 from .version import VERSION
 
@@ -135,6 +135,8 @@ class _JobRun:
         self.done = 0
         self.paths: dict[int, str] = {}
         self.phase = Phase.RUNNING
+        self.renders = asyncio.Semaphore(1)  # sized in _attempts
+        self.postprocessing = asyncio.Semaphore(1)
 
     # --- outcome -------------------------------------------------------------------------------
 
@@ -254,6 +256,12 @@ class _JobRun:
         concurrency = self.settings.attempt_concurrency
         window = 2 * concurrency  # started but not yet in the ZIP: bounds the scratch space
         work = asyncio.Semaphore(concurrency)
+        # Rendering and post-processing are CPU work: at most one of each per CPU, while the
+        # other attempts in flight fetch their reports (latency) or wait their turn. Fewer
+        # renders at once also means fewer browser contexts (memory).
+        cpu_bound = min(concurrency, visible_cpus())
+        self.renders = asyncio.Semaphore(cpu_bound)
+        self.postprocessing = asyncio.Semaphore(cpu_bound)
         allocator = FolderAllocator()
         self._emit(Phase.RUNNING, f"rendering {len(self.attemptids)} attempts")
 
@@ -295,9 +303,11 @@ class _JobRun:
         folder.mkdir()
         result = _AttemptFiles(attemptid, report.foldername, report.filename)
         pdf = folder / "report.pdf"
-        await renderer.render_pdf(report.report, self.task.moodle.base_url, pdf,
-                                  attempts.paper_format)
-        await asyncio.to_thread(self._postprocess_pdf, pdf)
+        async with self.renders:
+            await renderer.render_pdf(report.report, self.task.moodle.base_url, pdf,
+                                      attempts.paper_format)
+        async with self.postprocessing:
+            await asyncio.to_thread(self._postprocess_pdf, pdf)
         result.files.append((f"{report.filename}.pdf", pdf))
         if attempts.keep_html_files:
             html = folder / "report.html"

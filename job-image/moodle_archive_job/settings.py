@@ -23,8 +23,12 @@ def _reference_bool(value: object) -> object:
 
 RefBool = Annotated[bool, BeforeValidator(_reference_bool)]
 
-# CPUs visible to this process: the default concurrency is sized from it.
-_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+def visible_cpus() -> int:
+    """CPUs this process may run on: the default concurrency is sized from it."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class RunnerSettings(BaseSettings):
@@ -55,7 +59,7 @@ class RunnerSettings(BaseSettings):
 
     # Settings of this project (no reference equivalent).
     # Attempts in flight at once in one job (fetch, render, post-process overlap).
-    attempt_concurrency: int = Field(default=max(2, 2 * _CPUS), ge=1, le=64)
+    attempt_concurrency: int = Field(default=max(2, 2 * visible_cpus()), ge=1, le=64)
     chromium_path: str = "/usr/bin/chromium"
     # Retries of transient Moodle errors (transport errors, 5xx) and their first backoff.
     moodle_retries: int = Field(default=4, ge=0)
