@@ -8,8 +8,8 @@ loader; --offline leaves every Moodle resource 404 instead (no MathJax).
     .venv/bin/python bench/render_bench.py [--attempts 16] [--offline]
 
 Per attempt: navigate (DOMContentLoaded of the report on its fake URL), ready (readiness
-probe), print (print-to-PDF and write), and their sum; setup (fresh browser context, routes,
-page) apart. "wall/attempt" is the wall time of a batch divided by its attempts: the cost per
+probe), print (print-to-PDF and write), and their sum; setup (a reused or new browser context,
+routes) apart. "wall/attempt" is the wall time of a batch divided by its attempts: the cost per
 attempt when several are in flight. "CPU/attempt" is the CPU time of this process, the
 Playwright driver and Chromium (all its processes) per attempt: the figure that does not
 depend on what else runs on the machine (wall times do; the load average is printed).
