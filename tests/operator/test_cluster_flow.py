@@ -101,7 +101,10 @@ def test_a_task_posted_to_the_gateway_ends_succeeded_with_the_archive_in_moodle(
     assert len(set(progress)) >= 3 and progress == sorted(progress), samples
     assert any(0 < p < 100 for p in progress), samples
     reasons = [e.reason for e in h.events(name)]
-    for expected in ("Queued", "Admitted", "Running", "Finalizing", "Succeeded"):
+    # Before admission the job waited for a slot (Queued) or, when the operator saw it
+    # before the gateway had created its token Secret, for that Secret.
+    assert {"Queued", "WaitingForTokenSecret"} & set(reasons), reasons
+    for expected in ("Admitted", "Running", "Finalizing", "Succeeded"):
         assert expected in reasons, reasons
     meta = h.archivejob(name)["metadata"]
     assert meta["labels"]["moodlearchiver.io/finished"] == "true"
