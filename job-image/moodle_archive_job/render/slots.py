@@ -26,7 +26,7 @@ from .errors import first_line
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_USES = 40
+DEFAULT_MAX_USES = 20  # a reused renderer process grows by about 5 MiB per report
 _WIPE_TIMEOUT_SEC = 15.0
 _CLOSE_TIMEOUT_SEC = 15.0
 _CLEAR_SESSION_STORAGE = "() => { try { window.sessionStorage.clear(); } catch (e) {} }"
