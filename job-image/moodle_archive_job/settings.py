@@ -6,8 +6,10 @@ docs still hold. Settings that only exist here use the same prefix.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
@@ -24,11 +26,42 @@ def _reference_bool(value: object) -> object:
 RefBool = Annotated[bool, BeforeValidator(_reference_bool)]
 
 
-def visible_cpus() -> int:
-    """CPUs this process may run on: the default concurrency is sized from it."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_limit(root: Path = _CGROUP_ROOT) -> int | None:
+    """Whole CPUs of this cgroup's CPU quota (a pod's CPU limit), rounded up; None if unlimited.
+
+    cgroup v2 keeps the quota in `cpu.max` ("<quota> <period>" or "max <period>"); v1 in
+    `cpu.cfs_quota_us` (-1: none) and `cpu.cfs_period_us` under the cpu controller's mount.
+    """
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota == "max":
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    for controller in ("cpu", "cpu,cpuacct"):
+        try:
+            quota_us = int((root / controller / "cpu.cfs_quota_us").read_text())
+            period_us = int((root / controller / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        if quota_us <= 0 or period_us <= 0:
+            return None
+        return max(1, math.ceil(quota_us / period_us))
+    return None
+
+
+def visible_cpus(cgroup_root: Path | None = None) -> int:
+    """CPUs this process may use: its CPU affinity, capped by its cgroup's CPU quota (in a
+    pod: the CPU limit). The default concurrency and the render and Ghostscript slots are
+    sized from it."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    cpus = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+    limit = cgroup_cpu_limit(cgroup_root or _CGROUP_ROOT)
+    return min(cpus, limit) if limit else cpus
 
 
 class RunnerSettings(BaseSettings):
