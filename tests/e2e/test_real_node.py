@@ -252,8 +252,14 @@ def test_kubelet_restart_mid_run_loses_nothing(
     job_id = submit(stack, moodle, job)
     pod = wait_running(stack, job_id)
     assert stack.node is not None
+    # Hold the runner on Moodle (well within its 60 s read timeout) while the kubelet is away
+    # and catching up, so the container runs through the restart instead of finishing during
+    # it: the restart must come mid-run.
+    moodle.faults.report_latency = 20.0
     stack.node.restart_kubelet(down_seconds=5)
     stack.node.wait_ready(timeout=120)
+    time.sleep(5)
+    assert not (stack.archivejob(job_id) or {}).get("status", {}).get("completionTime")
     moodle.faults.report_latency = 0.1
     final = stack.wait_final(job_id, timeout=600)
     status = final["status"]
