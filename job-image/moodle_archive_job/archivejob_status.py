@@ -137,7 +137,13 @@ class ArchiveJobStatusSink:
         self._session.close()
 
     def archivejob_exists(self) -> bool | None:
-        """Whether this pod's ArchiveJob still exists (None: cannot tell)."""
+        """Whether this pod's ArchiveJob still exists and is not being deleted (None: cannot
+        tell).
+
+        The pod's ServiceAccount, Role and RoleBinding are owned by the ArchiveJob: when the
+        garbage collector removes them before this pod, the answer is 401 or 403 instead of
+        404. After patches that went through, that too means the ArchiveJob is gone.
+        """
         try:
             token = self.token_file.read_text(encoding="utf-8").strip()
             response = self._session.get(
@@ -150,7 +156,15 @@ class ArchiveJobStatusSink:
             return None
         if response.status_code == 404:
             return False
-        return True if response.status_code == 200 else None
+        if response.status_code in (401, 403):
+            return False if self.sent else None
+        if response.status_code != 200:
+            return None
+        try:
+            metadata = response.json().get("metadata") or {}
+        except (ValueError, AttributeError):
+            return True
+        return not metadata.get("deletionTimestamp")
 
     # --- background ----------------------------------------------------------------------------
 

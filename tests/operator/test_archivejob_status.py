@@ -29,14 +29,15 @@ class FakeApiServer:
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self.status = 200
         self.get_status = 200
+        self.get_body = b"{}"
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 self.send_response(outer.get_status)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(outer.get_body)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(outer.get_body)
 
             def do_PATCH(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -139,3 +140,25 @@ def test_configured_from_the_pods_environment(monkeypatch: pytest.MonkeyPatch) -
         "archive-1/status"
     )
     sink.close(timeout=1)
+
+
+def test_whether_the_archivejob_still_exists(api: FakeApiServer, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0k3n")
+    sink = ArchiveJobStatusSink(f"{api.url}/status", token, None, interval_sec=0)
+    api.get_body = b'{"metadata": {"name": "archive-1"}}'
+    assert sink.archivejob_exists() is True
+    api.get_body = b'{"metadata": {"deletionTimestamp": "2026-11-28T08:00:00Z"}}'
+    assert sink.archivejob_exists() is False  # being deleted (foreground propagation)
+    api.get_status = 404
+    assert sink.archivejob_exists() is False
+    api.get_status = 403
+    assert sink.archivejob_exists() is None  # never had access: cannot tell
+    sink.emit(event(Phase.RUNNING, 1))
+    sink.close(timeout=5)
+    assert sink.sent == 1
+    for status in (401, 403):  # had access, lost it: its Role or ServiceAccount went with it
+        api.get_status = status
+        assert sink.archivejob_exists() is False
+    api.get_status = 500
+    assert sink.archivejob_exists() is None
