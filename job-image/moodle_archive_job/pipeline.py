@@ -135,8 +135,12 @@ class _JobRun:
         self.done = 0
         self.paths: dict[int, str] = {}
         self.phase = Phase.RUNNING
-        self.renders = asyncio.Semaphore(1)  # sized in _attempts
-        self.postprocessing = asyncio.Semaphore(1)
+        # Rendering and post-processing are CPU work: at most one of each per CPU, while the
+        # other attempts in flight fetch their reports (latency) or wait their turn. Fewer
+        # renders at once also means fewer browser contexts (memory).
+        cpu_bound = min(self.settings.attempt_concurrency, visible_cpus())
+        self.renders = asyncio.Semaphore(cpu_bound)
+        self.postprocessing = asyncio.Semaphore(cpu_bound)
 
     # --- outcome -------------------------------------------------------------------------------
 
@@ -256,12 +260,6 @@ class _JobRun:
         concurrency = self.settings.attempt_concurrency
         window = 2 * concurrency  # started but not yet in the ZIP: bounds the scratch space
         work = asyncio.Semaphore(concurrency)
-        # Rendering and post-processing are CPU work: at most one of each per CPU, while the
-        # other attempts in flight fetch their reports (latency) or wait their turn. Fewer
-        # renders at once also means fewer browser contexts (memory).
-        cpu_bound = min(concurrency, visible_cpus())
-        self.renders = asyncio.Semaphore(cpu_bound)
-        self.postprocessing = asyncio.Semaphore(cpu_bound)
         allocator = FolderAllocator()
         self._emit(Phase.RUNNING, f"rendering {len(self.attemptids)} attempts")
 
