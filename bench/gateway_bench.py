@@ -195,8 +195,8 @@ def bench(
             namespace,
             moodle_url,
             work / "gateway.log",
-            MOODLE_ARCHIVER_LOG_LEVEL="WARNING",
-            MOODLE_ARCHIVER_QUEUE_SIZE="500",
+            MAO_LOG_LEVEL="WARNING",
+            MAO_QUEUE_SIZE="500",
         ) as gateway:
             bodies = [body]
             finisher.start()

@@ -133,9 +133,9 @@ def bench(
             kubeconfig,
             namespace,
             work / "operator.log",
-            MOODLE_ARCHIVER_LOG_LEVEL=log_level,
-            MOODLE_ARCHIVER_MAX_PARALLEL_JOBS=str(slots),
-            MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS={
+            MAO_LOG_LEVEL=log_level,
+            MAO_MAX_PARALLEL_JOBS=str(slots),
+            MAO_JOB_POD_ANNOTATIONS={
                 f"{KWOK}/run-duration": f"{int(run_sec * 1000)}ms"
             },
         ):

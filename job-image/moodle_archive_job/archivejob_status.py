@@ -8,10 +8,10 @@ the newest state. It never raises and never fails the job: an API server that
 cannot be reached only costs status updates.
 
 Configured from the environment (the operator sets these on job pods):
-MOODLE_ARCHIVER_ARCHIVEJOB_NAME and _NAMESPACE enable it; the API server is
-MOODLE_ARCHIVER_KUBE_SERVER or https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT;
-the bearer token and CA are read from MOODLE_ARCHIVER_KUBE_TOKEN_FILE and
-MOODLE_ARCHIVER_KUBE_CA_FILE (the projected ServiceAccount token, re-read on
+MAO_ARCHIVEJOB_NAME and _NAMESPACE enable it; the API server is
+MAO_KUBE_SERVER or https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT;
+the bearer token and CA are read from MAO_KUBE_TOKEN_FILE and
+MAO_KUBE_CA_FILE (the projected ServiceAccount token, re-read on
 every request because the kubelet rotates it).
 """
 
@@ -41,7 +41,8 @@ MAX_MESSAGE = 1024
 
 
 class StatusSinkSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MOODLE_ARCHIVER_", extra="ignore")
+    # The control plane's prefix: the runner's own settings are MOODLE_ARCHIVER_*/QUIZ_ARCHIVER_*.
+    model_config = SettingsConfigDict(env_prefix="MAO_", extra="ignore")
 
     archivejob_name: str | None = None
     archivejob_namespace: str | None = None

@@ -19,6 +19,7 @@ from .moodle_client import MoodleClient
 from .pipeline import JobContext, JobOutcome, run_job
 from .progress import FanOut, LogSink, Phase, ProgressSink, TerminalSink
 from .request_parsing import RequestRejected, detect_protocol, parse_archive_request
+from .setting_names import SettingsNameError
 from .settings import RunnerSettings
 from .task import ArchiveTask
 from .version import VERSION
@@ -106,7 +107,11 @@ def _check_job_id(job_id: str) -> str:
 
 
 def run_job_command(args: argparse.Namespace, extra_sinks: tuple[ProgressSink, ...] = ()) -> int:
-    settings = RunnerSettings()
+    try:
+        settings = RunnerSettings()
+    except (ValidationError, SettingsNameError) as exc:
+        print(f"moodle-archiver: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
     json_lines = {"auto": None, "json": True, "text": False}[args.log_format]
     interactive = sys.stderr.isatty() if json_lines is None else not json_lines
     configure_logging(settings.log_level if not interactive else "WARNING",

@@ -1,7 +1,9 @@
 """Runner settings, read from the environment with the reference worker's names (spec 7.1).
 
-Names and meanings of `QUIZ_ARCHIVER_*` variables are kept so existing operations
-docs still hold. Settings that only exist here use the same prefix.
+Every setting has two names: worker 5.0's `MOODLE_ARCHIVER_<X>` and worker 4.x's
+`QUIZ_ARCHIVER_<X>`, with the same meaning, so the operations docs of both still hold.
+Both given with different values is a start-up error. Settings that only exist here
+have both names too.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from .setting_names import NameCheck
 
 
 def _reference_bool(value: object) -> object:
@@ -64,8 +74,33 @@ def visible_cpus(cgroup_root: Path | None = None) -> int:
     return min(cpus, limit) if limit else cpus
 
 
+PREFIX = "MOODLE_ARCHIVER_"  # worker 5.0
+PREFIX_4X = "QUIZ_ARCHIVER_"  # worker 4.x
+
+
+def runner_env_names(field_name: str, _info: FieldInfo | None = None) -> tuple[str, str]:
+    """The environment names of one runner setting: worker 5.0's first, then 4.x's."""
+    return PREFIX + field_name.upper(), PREFIX_4X + field_name.upper()
+
+
 class RunnerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="QUIZ_ARCHIVER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            NameCheck(settings_cls, runner_env_names),
+            env_settings,
+            EnvSettingsSource(settings_cls, env_prefix=PREFIX_4X),
+        )
 
     log_level: str = "INFO"
     demo_mode: RefBool = False

@@ -11,6 +11,7 @@ import sys
 from pydantic import ValidationError
 
 from moodle_archive_job.logs import configure_logging
+from moodle_archive_job.setting_names import SettingsNameError
 
 log = logging.getLogger("moodle_archive_operator.operator")
 
@@ -19,16 +20,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moodle-archiver operator",
         description="Turn each ArchiveJob of the jobs namespace into an isolated Job pod. "
-        "Settings come from the environment (MOODLE_ARCHIVER_*).",
+        "Settings come from the environment (MAO_*).",
     )
     parser.add_argument(
-        "--namespace", help="jobs namespace (default: MOODLE_ARCHIVER_JOBS_NAMESPACE)"
+        "--namespace", help="jobs namespace (default: MAO_JOBS_NAMESPACE)"
     )
     parser.add_argument("--liveness", help="liveness endpoint URL, or 'none' "
-                        "(default: MOODLE_ARCHIVER_LIVENESS_ENDPOINT)")  # fmt: skip
+                        "(default: MAO_LIVENESS_ENDPOINT)")  # fmt: skip
     parser.add_argument("--metrics-port", type=int, help="0 disables /metrics "
-                        "(default: MOODLE_ARCHIVER_METRICS_PORT)")  # fmt: skip
-    parser.add_argument("--log-level", help="default: MOODLE_ARCHIVER_LOG_LEVEL")
+                        "(default: MAO_METRICS_PORT)")  # fmt: skip
+    parser.add_argument("--log-level", help="default: MAO_LOG_LEVEL")
     parser.add_argument("--log-format", choices=("json", "text", "auto"), default="json")
     return parser
 
@@ -48,7 +49,7 @@ def run_operator(argv: list[str]) -> int:
 
     try:
         settings = OperatorSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
+    except (ValidationError, SettingsNameError) as exc:
         print(f"moodle-archiver operator: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     json_lines = {"json": True, "text": False, "auto": None}[args.log_format]

@@ -146,7 +146,7 @@ def test_operator_env_is_operator_settings(tmp_path: Path, monkeypatch: pytest.M
     assert s.job_image == "registry.example.org/job:1.2.3"
     assert s.job_image_pull_secrets == ["pull"]
     assert s.job_env == {
-        "MOODLE_ARCHIVER_KUBE_SERVER": "https://127.0.0.1:6443",
+        "MAO_KUBE_SERVER": "https://127.0.0.1:6443",
         "QUIZ_ARCHIVER_PDFA_CONVERSION": "false",
     }
     assert s.job_node_selector == {"pool": "archive"} and s.job_tolerations[0]["key"] == "k"

@@ -47,11 +47,11 @@ class GatewayProcess:
         self.env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
-            "MOODLE_ARCHIVER_JOBS_NAMESPACE": namespace,
-            "MOODLE_ARCHIVER_ALLOWED_MOODLE_URLS": allowed_moodle_urls,
-            "MOODLE_ARCHIVER_GATEWAY_HOST": "127.0.0.1",
-            "MOODLE_ARCHIVER_GATEWAY_PORT": str(self.port),
-            "MOODLE_ARCHIVER_LOG_LEVEL": "DEBUG",
+            "MAO_JOBS_NAMESPACE": namespace,
+            "MAO_ALLOWED_MOODLE_URLS": allowed_moodle_urls,
+            "MAO_GATEWAY_HOST": "127.0.0.1",
+            "MAO_GATEWAY_PORT": str(self.port),
+            "MAO_LOG_LEVEL": "DEBUG",
             "PYTHONPATH": str(REPO_ROOT),
             **env,
         }

@@ -80,7 +80,7 @@ def gateway(
 ) -> Iterator[GatewayProcess]:
     process = start_gateway(
         cluster, jobs_namespace, moodle, tmp_path_factory.mktemp("gw"),
-        MOODLE_ARCHIVER_QUEUE_SIZE="100", MOODLE_ARCHIVER_ACCEPTED_EVENTS="true",
+        MAO_QUEUE_SIZE="100", MAO_ACCEPTED_EVENTS="true",
     )
     yield process
     process.stop()

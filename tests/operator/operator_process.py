@@ -31,14 +31,14 @@ class OperatorProcess(GatewayProcess):
         self.env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
-            "MOODLE_ARCHIVER_JOBS_NAMESPACE": namespace,
-            "MOODLE_ARCHIVER_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.liveness_port}/healthz",
-            "MOODLE_ARCHIVER_METRICS_HOST": "127.0.0.1",
-            "MOODLE_ARCHIVER_METRICS_PORT": str(self.metrics_port),
-            "MOODLE_ARCHIVER_LOG_LEVEL": "DEBUG",
-            "MOODLE_ARCHIVER_JOB_IMAGE": "moodle-archive-job:test",
-            "MOODLE_ARCHIVER_HOUSEKEEPING_INTERVAL_SEC": "2",
-            "MOODLE_ARCHIVER_RESYNC_INTERVAL_SEC": "5",
+            "MAO_JOBS_NAMESPACE": namespace,
+            "MAO_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.liveness_port}/healthz",
+            "MAO_METRICS_HOST": "127.0.0.1",
+            "MAO_METRICS_PORT": str(self.metrics_port),
+            "MAO_LOG_LEVEL": "DEBUG",
+            "MAO_JOB_IMAGE": "moodle-archive-job:test",
+            "MAO_HOUSEKEEPING_INTERVAL_SEC": "2",
+            "MAO_RESYNC_INTERVAL_SEC": "5",
             "PYTHONPATH": str(REPO_ROOT),
         }
         for name, value in env.items():

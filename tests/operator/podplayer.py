@@ -119,7 +119,7 @@ class PodPlayer:
             {e["name"]: local(e["value"]) for e in container.get("env") or [] if "value" in e}
         )
         # What a kubelet points pods at (the Service IP is not routable here).
-        env["MOODLE_ARCHIVER_KUBE_SERVER"] = self.cluster.server
+        env["MAO_KUBE_SERVER"] = self.cluster.server
         return command, env
 
     def start(self) -> PodPlayer:

@@ -125,11 +125,11 @@ def test_api_errors_never_reach_the_job(api: FakeApiServer, tmp_path: Path) -> N
 
 
 def test_configured_from_the_pods_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MOODLE_ARCHIVER_ARCHIVEJOB_NAME", "MOODLE_ARCHIVER_KUBE_SERVER"):
+    for name in ("MAO_ARCHIVEJOB_NAME", "MAO_KUBE_SERVER"):
         monkeypatch.delenv(name, raising=False)
     assert sink_from_env() is None
-    monkeypatch.setenv("MOODLE_ARCHIVER_ARCHIVEJOB_NAME", "archive-1")
-    monkeypatch.setenv("MOODLE_ARCHIVER_ARCHIVEJOB_NAMESPACE", "jobs")
+    monkeypatch.setenv("MAO_ARCHIVEJOB_NAME", "archive-1")
+    monkeypatch.setenv("MAO_ARCHIVEJOB_NAMESPACE", "jobs")
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     assert StatusSinkSettings().server() == "https://10.96.0.1:443"

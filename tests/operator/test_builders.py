@@ -167,8 +167,8 @@ def test_job_spec_timeouts_retries_and_cleanup_come_from_task_and_settings() -> 
     env = {e["name"]: e["value"] for e in container["env"]}
     # The runner stops itself before the Job's deadline, to tell Moodle TIMEOUT in time.
     assert env["QUIZ_ARCHIVER_REQUEST_TIMEOUT_SEC"] == "840"
-    assert env["MOODLE_ARCHIVER_ARCHIVEJOB_NAME"] == aj["metadata"]["name"]
-    assert env["MOODLE_ARCHIVER_ARCHIVEJOB_NAMESPACE"] == "jobs"
+    assert env["MAO_ARCHIVEJOB_NAME"] == aj["metadata"]["name"]
+    assert env["MAO_ARCHIVEJOB_NAMESPACE"] == "jobs"
     assert container["args"][:2] == ["run-job", "--task"]
     assert aj["spec"]["jobId"] in container["args"]
 
@@ -199,17 +199,17 @@ def test_extra_env_annotations_scheduling_and_host_network() -> None:
     assert "hostNetwork" not in build_job(archivejob(), settings())["spec"]["template"]["spec"]
 
 
-@pytest.mark.parametrize("name", ["MOODLE_ARCHIVER_ARCHIVEJOB_NAME", "bad name", "HOME"])
+@pytest.mark.parametrize("name", ["MAO_ARCHIVEJOB_NAME", "bad name", "HOME"])
 def test_job_env_cannot_override_what_the_operator_sets(name: str) -> None:
     with pytest.raises(ValidationError):
         settings(job_env={name: "x"})
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MOODLE_ARCHIVER_MAX_PARALLEL_JOBS", "3")
-    monkeypatch.setenv("MOODLE_ARCHIVER_JOB_ENV", json.dumps({"QUIZ_ARCHIVER_LOG_LEVEL": "DEBUG"}))
-    monkeypatch.setenv("MOODLE_ARCHIVER_JOB_HOST_NETWORK", "true")
-    monkeypatch.setenv("MOODLE_ARCHIVER_PENDING_TIMEOUT_SEC", "30")
+    monkeypatch.setenv("MAO_MAX_PARALLEL_JOBS", "3")
+    monkeypatch.setenv("MAO_JOB_ENV", json.dumps({"QUIZ_ARCHIVER_LOG_LEVEL": "DEBUG"}))
+    monkeypatch.setenv("MAO_JOB_HOST_NETWORK", "true")
+    monkeypatch.setenv("MAO_PENDING_TIMEOUT_SEC", "30")
     s = OperatorSettings()
     assert s.max_parallel_jobs == 3
     assert s.job_env == {"QUIZ_ARCHIVER_LOG_LEVEL": "DEBUG"}

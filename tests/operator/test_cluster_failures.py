@@ -40,7 +40,7 @@ def assert_final(
 def test_pod_fails_with_a_runner_exit_code(harness: Harness) -> None:
     h = harness
     fail = {f"{KWOK}/outcome": "fail", f"{KWOK}/exit-code": "1", f"{KWOK}/run-duration": "500ms"}
-    h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=fail)
+    h.operator(MAO_JOB_POD_ANNOTATIONS=fail)
     aj, _ = h.submit()
     name = aj["metadata"]["name"]
     final = assert_final(h, name, "Failed", "RunnerFailed", "FAILED")
@@ -55,8 +55,8 @@ def test_pod_fails_with_a_runner_exit_code(harness: Harness) -> None:
 def test_oom_killed_pods_are_retried_then_fail(harness: Harness) -> None:
     h = harness
     h.operator(
-        MOODLE_ARCHIVER_BACKOFF_LIMIT="1",
-        MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS={
+        MAO_BACKOFF_LIMIT="1",
+        MAO_JOB_POD_ANNOTATIONS={
             f"{KWOK}/outcome": "fail", f"{KWOK}/exit-code": "137",
             f"{KWOK}/reason": "OOMKilled", f"{KWOK}/run-duration": "300ms"},
     )  # fmt: skip
@@ -71,7 +71,7 @@ def test_deadline_exceeded_times_out_and_the_operator_tells_moodle_timeout(
     harness: Harness,
 ) -> None:
     h = harness
-    h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER)
+    h.operator(MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER)
     aj, _ = h.submit(timeout=4)
     name = aj["metadata"]["name"]
     h.wait_phase(name, ("Running",))
@@ -84,8 +84,8 @@ def test_deadline_exceeded_times_out_and_the_operator_tells_moodle_timeout(
 def test_pending_timeout_fails_an_unschedulable_pod(harness: Harness) -> None:
     h = harness
     h.operator(
-        MOODLE_ARCHIVER_PENDING_TIMEOUT_SEC="4",
-        MOODLE_ARCHIVER_JOB_NODE_SELECTOR={"no-such-node": "true"},
+        MAO_PENDING_TIMEOUT_SEC="4",
+        MAO_JOB_NODE_SELECTOR={"no-such-node": "true"},
     )
     aj, _ = h.submit()
     name = aj["metadata"]["name"]
@@ -107,7 +107,7 @@ def test_quota_refusals_surface_and_time_out(harness: Harness) -> None:
     h.core.create_namespaced_resource_quota(h.namespace, client.V1ResourceQuota(
         metadata=client.V1ObjectMeta(name="no-pods"), spec=client.V1ResourceQuotaSpec(
             hard={"pods": "0"})))  # fmt: skip
-    h.operator(MOODLE_ARCHIVER_PENDING_TIMEOUT_SEC="6")
+    h.operator(MAO_PENDING_TIMEOUT_SEC="6")
     aj, _ = h.submit()
     name = aj["metadata"]["name"]
     eventually(
@@ -122,7 +122,7 @@ def test_quota_refusals_surface_and_time_out(harness: Harness) -> None:
 
 def test_cancel_stops_the_job_and_keeps_the_record(harness: Harness) -> None:
     h = harness
-    h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER)
+    h.operator(MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER)
     aj, _ = h.submit()
     name = aj["metadata"]["name"]
     h.wait_phase(name, ("Running",))
@@ -139,7 +139,7 @@ def test_cancel_stops_the_job_and_keeps_the_record(harness: Harness) -> None:
 def test_cancel_of_a_queued_archivejob(harness: Harness) -> None:
     h = harness
     h.operator(
-        MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER, MOODLE_ARCHIVER_MAX_PARALLEL_JOBS="1"
+        MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER, MAO_MAX_PARALLEL_JOBS="1"
     )
     h.submit()  # holds the only slot
     second, _ = h.submit()
@@ -151,7 +151,7 @@ def test_cancel_of_a_queued_archivejob(harness: Harness) -> None:
 
 def test_deleting_a_running_archivejob_stops_its_pod(harness: Harness) -> None:
     h = harness
-    h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER)
+    h.operator(MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER)
     aj, _ = h.submit()
     name = aj["metadata"]["name"]
     h.wait_phase(name, ("Running",))
@@ -169,7 +169,7 @@ def test_deleting_a_running_archivejob_stops_its_pod(harness: Harness) -> None:
 
 def test_deleting_an_archivejob_whose_runner_works_tells_moodle_failed(harness: Harness) -> None:
     h = harness
-    h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER, MOODLE_ARCHIVER_JOB_ENV=FAST_RUNNER)
+    h.operator(MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER, MAO_JOB_ENV=FAST_RUNNER)
     h.moodle.faults.set_latency("report", 1.0)
     try:
         aj, _ = h.submit(h.fake_job(attempts=6))
@@ -205,7 +205,7 @@ def _gone(read: Any) -> bool:
 
 def test_a_missing_token_secret_fails_the_archivejob(harness: Harness) -> None:
     h = harness
-    h.operator(MOODLE_ARCHIVER_TOKEN_SECRET_TIMEOUT_SEC="3")
+    h.operator(MAO_TOKEN_SECRET_TIMEOUT_SEC="3")
     aj, _ = h.submit(with_secret=False)
     name = aj["metadata"]["name"]
     final = h.wait_phase(name)

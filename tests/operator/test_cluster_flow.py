@@ -21,7 +21,7 @@ from tests.support.cluster_fixtures import client_for_token, create_service_acco
 pytestmark = pytest.mark.cluster
 
 FAST_RUNNER = {
-    "MOODLE_ARCHIVER_STATUS_INTERVAL_SEC": "0.2",
+    "MAO_STATUS_INTERVAL_SEC": "0.2",
     "QUIZ_ARCHIVER_STATUS_REPORTING_INTERVAL_SEC": "0",
     "QUIZ_ARCHIVER_ATTEMPT_CONCURRENCY": "1",
     "QUIZ_ARCHIVER_PDFA_CONVERSION": "false",
@@ -59,8 +59,8 @@ def test_a_task_posted_to_the_gateway_ends_succeeded_with_the_archive_in_moodle(
     moodle = h.moodle
     moodle.faults.set_latency("report", 0.4)
     try:
-        h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER,
-                   MOODLE_ARCHIVER_JOB_ENV=FAST_RUNNER)  # fmt: skip
+        h.operator(MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER,
+                   MAO_JOB_ENV=FAST_RUNNER)  # fmt: skip
         log = h.tmp / "gateway.log"
         with GatewayProcess(h.cluster.kubeconfig, h.namespace, moodle.base_url, log) as gateway:
             moodle_job = h.fake_job(attempts=5)
@@ -141,7 +141,7 @@ def test_the_job_service_account_may_patch_its_own_status_and_nothing_else(
 ) -> None:
     h = harness
     h.operator(
-        MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER, MOODLE_ARCHIVER_MAX_PARALLEL_JOBS="2"
+        MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER, MAO_MAX_PARALLEL_JOBS="2"
     )
     mine, _ = h.submit()
     other, _ = h.submit()

@@ -20,8 +20,8 @@ def succeeded_reason(h: Harness, name: str) -> str | None:
 def test_image_pull_backoff_surfaces_and_the_pending_timeout_ends_it(harness: Harness) -> None:
     h = harness
     h.operator(
-        MOODLE_ARCHIVER_PENDING_TIMEOUT_SEC="8",
-        MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS={f"{KWOK}/pending-duration": "1h"},
+        MAO_PENDING_TIMEOUT_SEC="8",
+        MAO_JOB_POD_ANNOTATIONS={f"{KWOK}/pending-duration": "1h"},
     )
     aj, _ = h.submit()
     name = aj["metadata"]["name"]
@@ -50,7 +50,7 @@ def test_image_pull_backoff_surfaces_and_the_pending_timeout_ends_it(harness: Ha
 
 def test_an_evicted_pod_is_replaced_not_counted_as_a_failure(harness: Harness) -> None:
     h = harness
-    h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER, MOODLE_ARCHIVER_BACKOFF_LIMIT="0")
+    h.operator(MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER, MAO_BACKOFF_LIMIT="0")
     aj, _ = h.submit()
     name = aj["metadata"]["name"]
     first = h.wait_running_pod(name)["metadata"]["name"]
@@ -74,10 +74,10 @@ def test_an_evicted_pod_is_replaced_not_counted_as_a_failure(harness: Harness) -
 def test_history_limits_and_the_orphan_sweep(harness: Harness) -> None:
     h = harness
     h.operator(
-        MOODLE_ARCHIVER_HISTORY_MAX_COUNT="2",
-        MOODLE_ARCHIVER_ORPHAN_GRACE_SEC="0",
-        MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS={f"{KWOK}/run-duration": "200ms"},
-        MOODLE_ARCHIVER_MAX_PARALLEL_JOBS="1",
+        MAO_HISTORY_MAX_COUNT="2",
+        MAO_ORPHAN_GRACE_SEC="0",
+        MAO_JOB_POD_ANNOTATIONS={f"{KWOK}/run-duration": "200ms"},
+        MAO_MAX_PARALLEL_JOBS="1",
     )
     names = [h.submit()[0]["metadata"]["name"] for _ in range(4)]
     h.wait_phase(names[-1])

@@ -85,8 +85,8 @@ def test_twenty_archivejobs_three_slots_fifo_all_finish(harness: Harness) -> Non
     watcher = JobWatcher(h.api, h.namespace)
     try:
         h.operator(
-            MOODLE_ARCHIVER_MAX_PARALLEL_JOBS="3",
-            MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS={f"{KWOK}/run-duration": "1s"},
+            MAO_MAX_PARALLEL_JOBS="3",
+            MAO_JOB_POD_ANNOTATIONS={f"{KWOK}/run-duration": "1s"},
         )
         names = []
         for _ in range(20):

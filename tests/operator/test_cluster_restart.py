@@ -13,9 +13,9 @@ pytestmark = pytest.mark.cluster
 def test_operator_killed_while_the_runner_works_resumes_to_succeeded(harness: Harness) -> None:
     h = harness
     env = {
-        "MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS": RUN_FOREVER,
-        "MOODLE_ARCHIVER_JOB_ENV": FAST_RUNNER,
-        "MOODLE_ARCHIVER_MAX_PARALLEL_JOBS": "1",
+        "MAO_JOB_POD_ANNOTATIONS": RUN_FOREVER,
+        "MAO_JOB_ENV": FAST_RUNNER,
+        "MAO_MAX_PARALLEL_JOBS": "1",
     }
     first = h.operator(**env)
     h.moodle.faults.set_latency("report", 0.5)
@@ -46,7 +46,7 @@ def test_operator_killed_while_the_runner_works_resumes_to_succeeded(harness: Ha
 
 def test_operator_down_while_the_job_finishes(harness: Harness) -> None:
     h = harness
-    first = h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER)
+    first = h.operator(MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER)
     aj, _ = h.submit()
     name = aj["metadata"]["name"]
     h.wait_phase(name, ("Running",))
@@ -57,7 +57,7 @@ def test_operator_down_while_the_job_finishes(harness: Harness) -> None:
         "annotations": {"kwok.moodlearchiver.io/outcome": "fail",
                         "kwok.moodlearchiver.io/exit-code": "2",
                         "kwok.moodlearchiver.io/run-duration": "0s"}}})  # fmt: skip
-    h.operator(MOODLE_ARCHIVER_JOB_POD_ANNOTATIONS=RUN_FOREVER)
+    h.operator(MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER)
     final = h.wait_phase(name)
     assert (final["status"]["phase"], h.condition(final, "Succeeded")["reason"]) == (
         "Failed", "InvalidInput")  # fmt: skip

@@ -61,10 +61,10 @@ def test_sigterm_tells_moodle_failed_only_when_the_archivejob_is_gone(
     with FakeMoodle() as moodle:
         moodle.faults.set_latency("report", 30)  # the runner waits on Moodle when stopped
         env = {
-            "MOODLE_ARCHIVER_ARCHIVEJOB_NAME": "archive-x",
-            "MOODLE_ARCHIVER_ARCHIVEJOB_NAMESPACE": "jobs",
-            "MOODLE_ARCHIVER_KUBE_SERVER": api.url,
-            "MOODLE_ARCHIVER_KUBE_TOKEN_FILE": str(tmp_path / "sa-token"),
+            "MAO_ARCHIVEJOB_NAME": "archive-x",
+            "MAO_ARCHIVEJOB_NAMESPACE": "jobs",
+            "MAO_KUBE_SERVER": api.url,
+            "MAO_KUBE_TOKEN_FILE": str(tmp_path / "sa-token"),
         }
         job_id, code, stderr = run_and_terminate(moodle, tmp_path, env)
         assert code == 143, stderr[-2000:]

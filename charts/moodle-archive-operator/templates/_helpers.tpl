@@ -69,11 +69,11 @@ seccompProfile:
 
 {{/* Environment both control-plane processes share. */}}
 {{- define "mao.commonEnv" -}}
-- name: MOODLE_ARCHIVER_JOBS_NAMESPACE
+- name: MAO_JOBS_NAMESPACE
   value: {{ include "mao.jobsNamespace" . | quote }}
-- name: MOODLE_ARCHIVER_MAX_PARALLEL_JOBS
+- name: MAO_MAX_PARALLEL_JOBS
   value: {{ .Values.maxParallelJobs | quote }}
-- name: MOODLE_ARCHIVER_LOG_LEVEL
+- name: MAO_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 {{- if .Values.kubernetesApi.host }}
 - name: KUBERNETES_SERVICE_HOST

@@ -47,10 +47,10 @@ def _env(archivejob: dict[str, Any], settings: OperatorSettings) -> list[dict[st
         "QUIZ_ARCHIVER_WORK_DIR": WORK_DIR,
         "HOME": TMP_DIR,
         "TMPDIR": TMP_DIR,
-        "MOODLE_ARCHIVER_ARCHIVEJOB_NAME": meta["name"],
-        "MOODLE_ARCHIVER_ARCHIVEJOB_NAMESPACE": meta["namespace"],
-        "MOODLE_ARCHIVER_KUBE_TOKEN_FILE": f"{KUBE_API_DIR}/token",
-        "MOODLE_ARCHIVER_KUBE_CA_FILE": f"{KUBE_API_DIR}/ca.crt",
+        "MAO_ARCHIVEJOB_NAME": meta["name"],
+        "MAO_ARCHIVEJOB_NAMESPACE": meta["namespace"],
+        "MAO_KUBE_TOKEN_FILE": f"{KUBE_API_DIR}/token",
+        "MAO_KUBE_CA_FILE": f"{KUBE_API_DIR}/ca.crt",
     }
     merged = {**dict(sorted(settings.job_env.items())), **own}
     return [{"name": name, "value": value} for name, value in merged.items()]

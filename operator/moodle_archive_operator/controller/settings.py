@@ -1,4 +1,4 @@
-"""Operator settings, read from the environment (`MOODLE_ARCHIVER_*`).
+"""Operator settings, read from the environment (`MAO_*`).
 
 Names shared with the gateway (jobs namespace, parallel jobs, log level) come from
 `ControlPlaneSettings`, with the same variables and meaning. Maps and lists
@@ -12,21 +12,22 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from moodle_archive_job.settings import RefBool
+from moodle_archive_job.settings import RefBool, runner_env_names
 
 from ..settings_base import ControlPlaneSettings
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-# Env names the operator sets on every job pod itself; `job_env` may not override them.
+# Env names the operator sets on every job pod itself; `job_env` may not override them
+# (the runner's settings under either of their names: a second name would disagree).
 RESERVED_JOB_ENV = frozenset(
     {
-        "MOODLE_ARCHIVER_ARCHIVEJOB_NAME",
-        "MOODLE_ARCHIVER_ARCHIVEJOB_NAMESPACE",
-        "MOODLE_ARCHIVER_KUBE_TOKEN_FILE",
-        "MOODLE_ARCHIVER_KUBE_CA_FILE",
-        "QUIZ_ARCHIVER_REQUEST_TIMEOUT_SEC",
-        "QUIZ_ARCHIVER_WORK_DIR",
+        "MAO_ARCHIVEJOB_NAME",
+        "MAO_ARCHIVEJOB_NAMESPACE",
+        "MAO_KUBE_TOKEN_FILE",
+        "MAO_KUBE_CA_FILE",
+        *runner_env_names("request_timeout_sec"),
+        *runner_env_names("work_dir"),
         "HOME",
         "TMPDIR",
     }
@@ -65,7 +66,8 @@ class OperatorSettings(ControlPlaneSettings):
     job_termination_grace_period_sec: int = Field(default=30, ge=0)
     # Lifetime of the projected ServiceAccount token the pod patches its status with.
     job_api_token_expiration_sec: int = Field(default=3600, ge=600)
-    # Extra environment of job pods (QUIZ_ARCHIVER_* runner settings), JSON object.
+    # Extra environment of job pods (runner settings, MOODLE_ARCHIVER_* or QUIZ_ARCHIVER_*),
+    # JSON object.
     job_env: dict[str, str] = Field(default_factory=dict)
     job_pod_annotations: dict[str, str] = Field(default_factory=dict)
     job_pod_labels: dict[str, str] = Field(default_factory=dict)

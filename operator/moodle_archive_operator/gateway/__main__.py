@@ -9,6 +9,7 @@ import sys
 from pydantic import ValidationError
 
 from moodle_archive_job.logs import configure_logging, register_secret
+from moodle_archive_job.setting_names import SettingsNameError
 
 from .settings import GatewayMisconfigured, GatewaySettings
 
@@ -19,11 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moodle-archiver gateway",
         description="Serve the archive worker API for Moodle; each task becomes an ArchiveJob. "
-        "Settings come from the environment (MOODLE_ARCHIVER_*, QUIZ_ARCHIVER_*).",
+        "Settings come from the environment (MAO_*).",
     )
-    parser.add_argument("--host", help="bind address (default: MOODLE_ARCHIVER_GATEWAY_HOST)")
-    parser.add_argument("--port", type=int, help="port (default: MOODLE_ARCHIVER_GATEWAY_PORT)")
-    parser.add_argument("--log-level", help="log level (default: MOODLE_ARCHIVER_LOG_LEVEL)")
+    parser.add_argument("--host", help="bind address (default: MAO_GATEWAY_HOST)")
+    parser.add_argument("--port", type=int, help="port (default: MAO_GATEWAY_PORT)")
+    parser.add_argument("--log-level", help="log level (default: MAO_LOG_LEVEL)")
     parser.add_argument(
         "--log-format",
         choices=("json", "text", "auto"),
@@ -43,7 +44,7 @@ def run_gateway(argv: list[str] | None = None) -> int:
     }
     try:
         settings = GatewaySettings(**overrides)
-    except ValidationError as exc:
+    except (ValidationError, SettingsNameError) as exc:
         print(f"moodle-archiver gateway: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     json_lines = {"json": True, "text": False, "auto": None}[args.log_format]
@@ -67,7 +68,7 @@ def run_gateway(argv: list[str] | None = None) -> int:
         log.info("serving Moodle sites: %s", sites)
     else:
         log.warning(
-            "MOODLE_ARCHIVER_ALLOW_ANY_MOODLE=true: accepting tasks from any Moodle site%s",
+            "MAO_ALLOW_ANY_MOODLE=true: accepting tasks from any Moodle site%s",
             "" if settings.allow_private_moodle_hosts else " (public addresses only)",
         )
     app = create_app(settings)

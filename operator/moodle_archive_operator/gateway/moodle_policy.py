@@ -4,7 +4,7 @@ The request parser already checks the shape of every URL and that the ws, upload
 backup URLs share the base URL's origin. This policy adds what the reference worker
 lacks (spec 7.2): the base URL must be on the allow-list, and every URL derived from
 the task must lie within the same allowed site. Without an allow-list (only when the
-admin set MOODLE_ARCHIVER_ALLOW_ANY_MOODLE) loopback, private and link-local hosts
+admin set MAO_ALLOW_ANY_MOODLE) loopback, private and link-local hosts
 are refused unless explicitly permitted, including names that resolve to them.
 """
 

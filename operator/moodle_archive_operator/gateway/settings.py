@@ -1,7 +1,7 @@
-"""Gateway settings, read from the environment.
+"""Gateway settings, read from the environment (`MAO_*`).
 
-The reference worker's names (`QUIZ_ARCHIVER_*`, protocol spec 7.1) keep their
-meaning where they apply; settings that only exist here use `MOODLE_ARCHIVER_*`.
+The reference workers' names for the listening address, port and queue size
+(`QUIZ_ARCHIVER_*` of 4.x, `MOODLE_ARCHIVER_*` of 5.0) keep their meaning here.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from .moodle_policy import AllowedSite
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$")
 
-ALLOW_LIST_ENV = "MOODLE_ARCHIVER_ALLOWED_MOODLE_URLS"
-ALLOW_ANY_ENV = "MOODLE_ARCHIVER_ALLOW_ANY_MOODLE"
+ALLOW_LIST_ENV = "MAO_ALLOWED_MOODLE_URLS"
+ALLOW_ANY_ENV = "MAO_ALLOW_ANY_MOODLE"
 
 
 class GatewayMisconfigured(Exception):
@@ -31,7 +31,8 @@ class GatewaySettings(ControlPlaneSettings):
     host: str = Field(
         default="0.0.0.0",  # noqa: S104 - a server in a pod listens on all interfaces
         validation_alias=env_names(
-            "MOODLE_ARCHIVER_GATEWAY_HOST",
+            "MAO_GATEWAY_HOST",
+            "MOODLE_ARCHIVER_SERVER_HOST",
             "QUIZ_ARCHIVER_SERVER_HOST",
             "host",
         ),
@@ -41,7 +42,8 @@ class GatewaySettings(ControlPlaneSettings):
         ge=1,
         le=65535,
         validation_alias=env_names(
-            "MOODLE_ARCHIVER_GATEWAY_PORT",
+            "MAO_GATEWAY_PORT",
+            "MOODLE_ARCHIVER_SERVER_PORT",
             "QUIZ_ARCHIVER_SERVER_PORT",
             "port",
         ),
@@ -51,19 +53,13 @@ class GatewaySettings(ControlPlaneSettings):
         default=8,
         ge=0,
         validation_alias=env_names(
-            "MOODLE_ARCHIVER_QUEUE_SIZE", "QUIZ_ARCHIVER_QUEUE_SIZE", "queue_size"
+            "MAO_QUEUE_SIZE", "MOODLE_ARCHIVER_QUEUE_SIZE", "QUIZ_ARCHIVER_QUEUE_SIZE", "queue_size"
         ),
     )
-    # Hard run-time limit written into each ArchiveJob (spec.timeoutSeconds).
-    job_timeout_sec: int = Field(
-        default=3600,
-        ge=1,
-        validation_alias=env_names(
-            "MOODLE_ARCHIVER_JOB_TIMEOUT_SEC",
-            "QUIZ_ARCHIVER_REQUEST_TIMEOUT_SEC",
-            "job_timeout_sec",
-        ),
-    )
+    # Hard run-time limit written into each ArchiveJob (spec.timeoutSeconds). Not the
+    # reference's REQUEST_TIMEOUT_SEC: that name is the runner's own limit, which the
+    # operator derives from this one.
+    job_timeout_sec: int = Field(default=3600, ge=1)
     # Moodle sites this gateway serves: comma-separated base URLs or origins.
     allowed_moodle_urls: Annotated[tuple[AllowedSite, ...], NoDecode] = ()
     # Without an allow-list the gateway refuses to start unless this is true.
