@@ -140,6 +140,8 @@ class RunnerSettings(BaseSettings):
     moodle_transfer_timeout_sec: float = Field(default=1800, gt=0)
     # Scratch directory for one job (an emptyDir in the pod); default: a fresh temp dir.
     work_dir: str | None = None
+    # Memory for static page resources kept for the whole job (render/cache_policy.py); 0: off.
+    asset_cache_mib: int = Field(default=64, ge=0, le=4096)
 
     def ghostscript_binary(self) -> str | None:
         return self.pdfa_conversion_ghostscript_binary_path or shutil.which("gs")

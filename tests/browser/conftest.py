@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from moodle_archive_job.render import Renderer
+from moodle_archive_job.render.asset_cache import AssetCache
 from moodle_archive_job.settings import RunnerSettings
 from tests.browser.server import LoopbackServer
 
@@ -135,11 +136,19 @@ def browser_harness() -> Iterator[BrowserHarness]:
 
 @pytest.fixture
 def harness(browser_harness: BrowserHarness) -> BrowserHarness:
+    """The session's harness; its renderer's asset cache emptied (each test is a new job)."""
+    renderer = browser_harness.renderer
+    if renderer is not None and renderer.assets is not None:
+        browser_harness.run(_clear(renderer.assets))
     return browser_harness
 
 
+async def _clear(assets: AssetCache) -> None:
+    assets.clear()
+
+
 @pytest.fixture
-def server(browser_harness: BrowserHarness) -> LoopbackServer:
+def server(harness: BrowserHarness) -> LoopbackServer:
     """The session's server, its request log emptied for this test."""
-    browser_harness.server.forget_requests()
-    return browser_harness.server
+    harness.server.forget_requests()
+    return harness.server

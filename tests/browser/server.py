@@ -1,8 +1,8 @@
 """A tiny HTTP server on 127.0.0.1 for the browser tests.
 
 Serves MathJax 2, 3 and 4 from the npm packages `make setup` installs, answers registered
-paths with fixed bodies, lets chosen paths hang until the server stops, and answers 404 to
-everything else. It records every path asked for.
+paths with fixed bodies, lets chosen paths hang until the server stops, or answer late
+(`delay`), and answers 404 to everything else. It records every path asked for.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class LoopbackServer:
         }
         self.canned: dict[str, Canned] = {}
         self.hanging: set[str] = set()
+        self.delays: dict[str, float] = {}  # path prefix -> seconds before the answer
         self.requests: list[str] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -79,6 +80,10 @@ class LoopbackServer:
         self.hanging.add(path)
         return self.origin + path
 
+    def delay(self, prefix: str, seconds: float) -> None:
+        """Answer paths starting with `prefix` only after `seconds` (a distant server)."""
+        self.delays[prefix] = seconds
+
     def forget_requests(self) -> None:
         with self._lock:
             self.requests.clear()
@@ -108,6 +113,9 @@ class LoopbackServer:
                 if path in server.hanging:
                     server._stopping.wait(_HANG_LIMIT_SEC)
                     return
+                late = [s for p, s in server.delays.items() if path.startswith(p)]
+                if late:
+                    server._stopping.wait(max(late))
                 found = server._lookup(path)
                 if found is None:
                     self._send(404, b"not found", "text/plain")

@@ -8,7 +8,6 @@ from moodle_archive_job.render.chromium import launch_args, proxy_settings
 from moodle_archive_job.render.login_redirect import LOGIN_URL_PATTERN, patch_login_redirect
 from moodle_archive_job.render.paper import paper_size_css, paper_size_points
 from moodle_archive_job.render.routes import moodle_roots, moodle_script_pattern
-from moodle_archive_job.render.script_cache import ScriptCache
 from moodle_archive_job.render.urls import loggable_url, redact_urls
 from moodle_archive_job.settings import RunnerSettings
 from moodle_archive_job.task import PaperFormat
@@ -138,41 +137,3 @@ def test_launch_args_keep_chromium_off_the_network() -> None:
     ):
         assert flag in args
     assert args[-1] == "--extra"
-
-
-@pytest.mark.parametrize(
-    ("cache_control", "kept"),
-    [
-        ("public, max-age=31536000, immutable", True),  # Moodle, JS caching on
-        ("max-age=60", True),
-        ("no-cache, must-revalidate", False),  # Moodle in developer mode
-        ("private, max-age=600", False),
-        ("no-store", False),
-        ("max-age=0", False),
-        ("", False),
-    ],
-)
-def test_only_publicly_cacheable_scripts_are_kept(cache_control: str, kept: bool) -> None:
-    cache = ScriptCache()
-    headers = {"Cache-Control": cache_control, "Content-Encoding": "gzip", "X-A": "1"}
-    cache.put("https://m.example/a.js", 200, headers, b"var a;", patched=False)
-    entry = cache.get("https://m.example/a.js")
-    assert (entry is not None) is kept
-    if entry is not None:
-        assert entry.headers == {"Cache-Control": cache_control, "X-A": "1"}
-
-
-def test_script_cache_is_bounded_least_recently_used_first() -> None:
-    forever = {"cache-control": "max-age=3600"}
-    cache = ScriptCache(max_bytes=10)
-    cache.put("a", 200, forever, b"1234", patched=False)
-    cache.put("b", 200, forever, b"1234", patched=True)
-    assert cache.get("a") is not None  # a is now the most recent
-    cache.put("c", 200, forever, b"1234", patched=False)
-    assert cache.get("b") is None
-    assert cache.get("a") is not None
-    assert cache.get("c") is not None
-    cache.put("d", 404, forever, b"1", patched=False)
-    cache.put("e", 200, forever, b"x" * 11, patched=False)
-    assert cache.get("d") is None
-    assert cache.get("e") is None

@@ -21,6 +21,7 @@ from playwright.async_api import Error as PlaywrightError
 from moodle_archive_job.settings import RunnerSettings
 from moodle_archive_job.task import PaperFormat
 
+from .asset_cache import AssetCache
 from .chromium import launch_args, proxy_settings
 from .errors import ReadinessTimeout, RenderError, first_line
 from .pagelog import PageEvents
@@ -28,7 +29,6 @@ from .paper import paper_size_css
 from .readiness import ProbeConfig, ProbeReport, probe_snapshot, wait_until_ready
 from .result import ReadyState, RenderResult
 from .routes import RouteLog, install_routes, moodle_roots
-from .script_cache import ScriptCache
 from .slots import DEFAULT_MAX_USES, PageSlot, SlotPool
 from .urls import loggable_url
 
@@ -49,8 +49,9 @@ class Renderer:
     and its sessionStorage, window.name, the routes (installed per attempt, for the attempt's
     own unique URL), the cookies, the HTTP cache and every storage of the origins it showed
     are cleared. A slot whose attempt failed is closed, not reused; so is one after
-    `max_uses` attempts. Only Moodle's publicly cacheable scripts are kept across attempts
-    (script_cache), and the V8 code compiled in a slot's renderer process.
+    `max_uses` attempts. Only static resources that HTTP or Moodle's revisioned URLs let a
+    cache keep are kept across attempts (`assets`, see cache_policy), and the V8 code
+    compiled in a slot's renderer process.
     """
 
     def __init__(
@@ -67,7 +68,8 @@ class Renderer:
             prevent_login_redirect=settings.prevent_redirect_to_login,
             stall_grace_sec=min(stall_grace_sec, settings.wait_for_ready_signal_timeout_sec),
         ).script()
-        self._scripts = ScriptCache()
+        cache_bytes = settings.asset_cache_mib * 1024 * 1024
+        self.assets = AssetCache(cache_bytes) if cache_bytes > 0 else None
         self._slots = SlotPool(self._new_context, self._probe, max_uses)
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
@@ -124,7 +126,7 @@ class Renderer:
             slot = await self._slots.take()
         except PlaywrightError as exc:
             raise RenderError(f"{label}: could not open a page: {first_line(exc)}") from None
-        attempt = _AttemptRender(self._settings, slot, label, started, self._scripts)
+        attempt = _AttemptRender(self._settings, slot, label, started, self.assets)
         try:
             result = await attempt.run(html, base_url, pdf_path, paper_format)
         except PlaywrightError as exc:
@@ -166,9 +168,9 @@ class _AttemptRender:
         slot: PageSlot,
         label: str,
         started: float,
-        scripts: ScriptCache,
+        assets: AssetCache | None,
     ) -> None:
-        self.scripts = scripts
+        self.assets = assets
         self.settings = settings
         self.slot = slot
         self.label = label
@@ -193,8 +195,9 @@ class _AttemptRender:
             self.slot.context,
             page_url=page_url,
             html=html,
-            script_roots=moodle_roots(base, html) if settings.prevent_redirect_to_login else None,
-            scripts=self.scripts,
+            roots=moodle_roots(base, html),
+            prevent_login_redirect=settings.prevent_redirect_to_login,
+            assets=self.assets,
             fetch_timeout_sec=settings.wait_for_navigation_timeout_sec,
             log=self.routes,
         )

@@ -2,25 +2,29 @@
 
 * The report HTML is answered on a fake URL of the Moodle site, so the page has Moodle's
   origin and RequireJS/AJAX run same-origin.
+* Static resources (stylesheets, fonts, images, scripts, MathJax; not web service, AJAX,
+  pluginfile or login URLs) go through the job's asset cache: fetched once per job by
+  whichever page asks first, then answered from memory (asset_cache, cache_policy).
 * With QUIZ_ARCHIVER_PREVENT_REDIRECT_TO_LOGIN: requests to login/*.php are aborted, and
-  Moodle's own scripts lose their "redirect to the login page" snippet. Only scripts from the
-  Moodle site go through Python, a script without the snippet is passed on as fetched, and
-  cacheable ones are fetched once per job (script_cache).
+  Moodle's own scripts lose their "redirect to the login page" snippet (the patched copy is
+  what the cache keeps).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from playwright.async_api import BrowserContext, Route
+from playwright.async_api import APIResponse, BrowserContext, Route
 from playwright.async_api import Error as PlaywrightError
 
+from .asset_cache import AssetCache, CachedAsset, stored_headers
+from .cache_policy import ROUTED_URL, carries_secret, is_revisioned, lifetime
 from .errors import first_line
 from .login_redirect import LOGIN_URL_PATTERN, patch_login_redirect
-from .script_cache import ScriptCache
 from .urls import loggable_url
 
 logger = logging.getLogger(__name__)
@@ -80,12 +84,14 @@ async def install_routes(
     *,
     page_url: str,
     html: str,
-    script_roots: list[str] | None,
-    scripts: ScriptCache,
+    roots: list[str],
+    prevent_login_redirect: bool,
+    assets: AssetCache | None,
     fetch_timeout_sec: float,
     log: RouteLog,
 ) -> None:
-    """Route the report page; block login redirects unless script_roots is None."""
+    """Route the report page, static resources through the job's asset cache (None: off),
+    and (with prevent_login_redirect) login requests and Moodle's scripts."""
 
     async def answer_report(route: Route) -> None:
         await route.fulfill(status=200, content_type="text/html; charset=utf-8", body=html)
@@ -99,41 +105,121 @@ async def install_routes(
         # which would then be printed; "aborted" leaves the report in place.
         await route.abort("aborted" if request.is_navigation_request() else "blockedbyclient")
 
-    async def patch_script(route: Route) -> None:
-        request = route.request
-        if request.resource_type != "script" or request.method != "GET":
-            await route.fallback()
-            return
-        cached = scripts.get(request.url)
-        if cached is not None:
-            if cached.patched:
-                log.patched_scripts.append(loggable_url(request.url))
-            await route.fulfill(status=cached.status, headers=cached.headers, body=cached.body)
-            return
-        try:
-            response = await route.fetch(timeout=fetch_timeout_sec * 1000)
-            body = await response.body()
-        except PlaywrightError as exc:
-            logger.debug(
-                "%s: could not fetch script %s: %s",
-                log.label,
-                loggable_url(request.url),
-                first_line(exc),
-            )
-            await route.abort("failed")
-            return
-        patched = patch_login_redirect(body)
-        scripts.put(request.url, response.status, response.headers, patched or body, bool(patched))
-        if patched is None:
-            await route.fulfill(response=response)
-            return
-        url = loggable_url(request.url)
-        log.patched_scripts.append(url)
-        logger.debug("%s: removed the login redirect from %s", log.label, url)
-        await route.fulfill(response=response, body=patched)
-
-    if script_roots is not None:
+    scripts = moodle_script_pattern(roots)
+    resources = _ResourceRoute(
+        roots, assets, fetch_timeout_sec, log,
+        patches=(lambda url: bool(scripts.match(url))) if prevent_login_redirect else None,
+    )  # fmt: skip
+    if assets is not None:
+        await context.route(ROUTED_URL, _closing_is_fine(resources.handle))
+    elif prevent_login_redirect:
+        await context.route(scripts, _closing_is_fine(resources.handle))
+    if prevent_login_redirect:
         await context.route(LOGIN_URL_PATTERN, _closing_is_fine(block_login))
-        await context.route(moodle_script_pattern(script_roots), _closing_is_fine(patch_script))
     page_pattern = re.compile("^" + re.escape(page_url) + "$")
     await context.route(page_pattern, _closing_is_fine(answer_report))
+
+
+class _ResourceRoute:
+    """Subresources: from the asset cache when kept, else fetched (once for all pages when
+    they may be kept); Moodle's scripts with their login redirect taken out (`patches`)."""
+
+    def __init__(
+        self,
+        roots: list[str],
+        assets: AssetCache | None,
+        fetch_timeout_sec: float,
+        log: RouteLog,
+        patches: Callable[[str], bool] | None,
+    ) -> None:
+        self.roots = roots
+        self.assets = assets
+        self.timeout_ms = fetch_timeout_sec * 1000
+        self.log = log
+        self.patches = patches
+
+    async def handle(self, route: Route) -> None:
+        request = route.request
+        url = request.url
+        if request.method != "GET" or request.is_navigation_request():
+            await route.fallback()
+            return
+        patch = (
+            self.patches is not None and request.resource_type == "script" and self.patches(url)
+        )
+        if self.assets is None or carries_secret(url, request.headers):
+            if patch:
+                await self._fetch_and_answer(route, patch)
+            else:
+                await route.fallback()
+            return
+        try:
+            entry = await self.assets.fetch_once(url, lambda: self._fetch_to_keep(route, patch))
+        except PlaywrightError as exc:
+            await self._fetch_failed(route, exc)
+            return
+        except _NotKept as kept_not:
+            await self._answer(route, kept_not.response, kept_not.body, kept_not.patched)
+            return
+        if entry is None:  # someone else's fetch may not be kept or failed: our own
+            await self._fetch_and_answer(route, patch)
+            return
+        if entry.patched:
+            self.log.patched_scripts.append(loggable_url(url))
+        await route.fulfill(status=entry.status, headers=entry.headers, body=entry.body)
+
+    async def _fetch_to_keep(self, route: Route, patch: bool) -> CachedAsset | None:
+        response = await route.fetch(timeout=self.timeout_ms)
+        body = await response.body()
+        patched = patch_login_redirect(body) if patch else None
+        revisioned = response.url == route.request.url and is_revisioned(
+            route.request.url, self.roots
+        )
+        seconds = lifetime(response.status, response.headers, revisioned=revisioned)
+        if seconds is None:
+            raise _NotKept(response, patched or body, patched is not None)
+        return CachedAsset(
+            status=response.status,
+            headers=stored_headers(response.headers),
+            body=patched or body,
+            patched=patched is not None,
+            expires=time.monotonic() + seconds,
+        )
+
+    async def _fetch_and_answer(self, route: Route, patch: bool) -> None:
+        try:
+            response = await route.fetch(timeout=self.timeout_ms)
+            body = await response.body()
+        except PlaywrightError as exc:
+            await self._fetch_failed(route, exc)
+            return
+        patched = patch_login_redirect(body) if patch else None
+        await self._answer(route, response, patched or body, patched is not None)
+
+    async def _answer(
+        self, route: Route, response: APIResponse, body: bytes, patched: bool
+    ) -> None:
+        if patched:
+            url = loggable_url(route.request.url)
+            self.log.patched_scripts.append(url)
+            logger.debug("%s: removed the login redirect from %s", self.log.label, url)
+        await route.fulfill(response=response, body=body)
+
+    async def _fetch_failed(self, route: Route, exc: PlaywrightError) -> None:
+        logger.debug(
+            "%s: could not fetch %s: %s",
+            self.log.label,
+            loggable_url(route.request.url),
+            first_line(exc),
+        )
+        await route.abort("failed")
+
+
+class _NotKept(Exception):
+    """The response of a shared fetch that may not be kept: only its own request gets it."""
+
+    def __init__(self, response: APIResponse, body: bytes, patched: bool) -> None:
+        super().__init__("not kept")
+        self.response = response
+        self.body = body
+        self.patched = patched
