@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from tests.support.cluster_procs import (
     claim_free_ports,
     read_records,
     release_ports,
+    wait_for,
 )
 
 
@@ -62,3 +64,23 @@ def test_supervisor_records_and_stops_processes(tmp_path: Path):
 def test_a_reused_pid_is_not_taken_for_the_recorded_process():
     record = ProcessRecord("ghost", os.getpid(), start_ticks=1, log="")
     assert not record.alive()
+
+
+def test_a_process_whose_main_thread_exited_first_is_alive_until_all_threads_have(
+    tmp_path: Path,
+):
+    # The main thread leaves with exit(2) (not exit_group): the process shows as a zombie
+    # while its other thread still runs, as a Go server's may during its shutdown.
+    script = (
+        "import ctypes, threading, time\n"
+        "threading.Thread(target=lambda: time.sleep(3)).start()\n"
+        "time.sleep(0.2)\n"
+        "ctypes.CDLL(None).syscall(60, 0)\n"  # SYS_exit on x86_64
+    )
+    sup = Supervisor(tmp_path, die_with_parent=True)
+    sup.start("half-dead", [sys.executable, "-c", script])
+    (record,) = read_records(tmp_path)
+    time.sleep(1.0)
+    state = Path(f"/proc/{record.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    assert state == "Z" and record.alive(), "a thread still runs: not exited yet"
+    assert wait_for(lambda: not record.alive(), 10)

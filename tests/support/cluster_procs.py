@@ -72,14 +72,36 @@ def release_ports(ports: Sequence[int], claims_dir: Path = PORT_CLAIMS_DIR) -> N
 # ---------------------------------------------------------------- processes
 
 
-def _start_ticks(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (tells a reused pid apart)."""
+def _stat_fields(path: Path) -> list[str] | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = path.read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] == "Z":  # a zombie is as good as gone
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _threads_left(pid: int) -> bool:
+    """Whether a thread of the process has not exited yet. The main thread of a Go program
+    (kube-apiserver, etcd) may show as a zombie while the others still run and hold its
+    ports and files: it has exited only when every thread has."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return False
+    for task in tasks:
+        fields = _stat_fields(task / "stat")
+        if fields is not None and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (tells a reused pid apart); None once
+    it has exited (a zombie whose threads have all exited is as good as gone)."""
+    fields = _stat_fields(Path(f"/proc/{pid}/stat"))
+    if fields is None:
+        return None
+    if fields[0] in ("Z", "X") and not _threads_left(pid):
         return None
     return int(fields[19])
 

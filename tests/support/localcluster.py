@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from tests.support.cluster_procs import (
     read_records,
     release_ports,
     unmount_below,
+    wait_for,
 )
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -141,12 +143,14 @@ class LocalCluster:
 
     def stop(self, *, remove_data: bool = False) -> list[str]:
         """Stop every process of this run directory (also those started by another Python
-        process), unmount what is mounted below it and release its ports. Returns the names of
-        processes that ignored SIGTERM and were killed."""
+        process), unmount what is mounted below it and release its ports. Returns once every
+        process has exited (all its threads) and nothing listens on its ports any more, with
+        the names of processes that ignored SIGTERM and were killed."""
         killed = self._supervisor.stop_all()
         unmount_below(self.run_dir)
         state = _read_state(self.run_dir)
         ports = state.get("ports") or (asdict(self.ports) if self.ports else {})
+        wait_for(lambda: not any(_listening(p) for p in ports.values()), 10.0)
         release_ports(list(ports.values()))
         if state:
             self._write_state("stopped")
@@ -366,6 +370,12 @@ class _Timer:
         self.timings[self.phase] = time.monotonic() - self.began
 
 
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _read_state(run_dir: Path) -> dict:
     try:
         return json.loads((run_dir / "state.json").read_text())
@@ -400,8 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "down":
         was_running = cluster.is_running()
+        records = read_records(cluster.run_dir)
+        ports = (_read_state(cluster.run_dir).get("ports") or {}).values()
         killed = cluster.stop()
-        left = [rec.name for rec in read_records(cluster.run_dir) if rec.alive()]
+        left = [rec.name for rec in records if rec.alive()]
+        left += [f"a process on port {p}" for p in ports if _listening(p)]
         if left:
             print(f"cluster: ERROR: still running: {', '.join(left)}", file=sys.stderr)
             return 1
