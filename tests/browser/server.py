@@ -38,6 +38,7 @@ class LoopbackServer:
         self.canned: dict[str, Canned] = {}
         self.hanging: set[str] = set()
         self.delays: dict[str, float] = {}  # path prefix -> seconds before the answer
+        self.extra_headers: dict[str, dict[str, str]] = {}  # path prefix -> headers (mounts)
         self.requests: list[str] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -123,7 +124,13 @@ class LoopbackServer:
                     self._send(found.status, found.body, found.content_type, found.headers)
                 else:
                     kind = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
-                    self._send(200, found.read_bytes(), kind)
+                    extra = [
+                        item
+                        for prefix, headers in server.extra_headers.items()
+                        if path.startswith(prefix)
+                        for item in headers.items()
+                    ]
+                    self._send(200, found.read_bytes(), kind, tuple(extra))
 
             do_POST = do_GET
 
