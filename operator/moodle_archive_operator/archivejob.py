@@ -96,6 +96,13 @@ class BackupSpec(_Crd):
     file_download_url: str
 
 
+class WorkVolumeSpec(_Crd):
+    """Per-job override of the work volume: a StorageClass (`""`: none) and a size."""
+
+    storage_class_name: str | None = None
+    size: str | None = None
+
+
 class ArchiveJobSpec(_Crd):
     protocol: Protocol
     job_id: str = Field(pattern=_UUID_RE.pattern)
@@ -111,6 +118,10 @@ class ArchiveJobSpec(_Crd):
     token_secret_name: str
     cancel_requested: bool = False
     submitted_at: datetime | None = None
+    # Overrides of the operator's work volume and shard settings for this job.
+    work_volume: WorkVolumeSpec | None = None
+    max_shards: int | None = Field(default=None, ge=1, le=64)
+    attempts_per_shard: int | None = Field(default=None, ge=1)
 
 
 # --- status ------------------------------------------------------------------------------------
@@ -147,6 +158,9 @@ class ArchiveJobStatus(_Crd):
     start_time: datetime | None = None
     completion_time: datetime | None = None
     artifact: Artifact | None = None
+    # The job's PersistentVolumeClaim (absent: an emptyDir) and its number of pods.
+    work_volume: str | None = None
+    shard_count: int | None = Field(default=None, ge=1)
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
 

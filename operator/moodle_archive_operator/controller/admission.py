@@ -1,10 +1,13 @@
 """The admitter: one task that admits waiting ArchiveJobs, oldest first, while slots are free.
 
 Each round lists live ArchiveJobs and our Jobs from the API server (so a restarted
-operator counts right), plans with `plan_admission`, and admits: under the
-ArchiveJob's lock it re-reads it, checks its token Secret exists, creates the
-ServiceAccount, Role, RoleBinding, task ConfigMap and finally the Job (all owned
-by the ArchiveJob, all idempotent by name) and marks it Admitted. A round runs
+operator counts right), plans with `plan_admission` (slots) and `plan_host_admission`
+(renders per Moodle host), and admits: under the ArchiveJob's lock it re-reads it,
+checks its token Secret exists, plans its layout (work volume, shards), creates the
+ServiceAccount, Role, RoleBinding, task ConfigMap, the work volume's PVC and finally
+the Job (all owned by the ArchiveJob, all idempotent by name) and marks it Admitted.
+Jobs held back by their host's cap are remembered so that the reconciler shows them
+Queued with reason MoodleHostBusy. A round runs
 when woken (a Job finished, an ArchiveJob appeared or finished) and at least
 every `resync_interval_sec`.
 """
@@ -32,14 +35,17 @@ from .children import (
 )
 from .conditions import parse_time, utc_now
 from .decide import EventSpec, Final, admitted_patch, finish_now
+from .hostcap import plan_host_admission
 from .jobspec import build_job
 from .kube import Kube, KubeError
+from .layout import JobLayout, plan_layout, recorded_shards
 from .metrics import OperatorMetrics
 from .naming import CHILD_SELECTOR
 from .queueing import is_admitted, is_final, plan_admission
 from .reconciler import Reconciler, _owned_by
 from .settings import OperatorSettings
 from .workqueue import KeyedLocks, WorkQueue
+from .workvolume import build_work_volume_claim
 
 log = logging.getLogger("moodle_archive_operator.operator")
 
@@ -66,11 +72,35 @@ class Admitter:
         self.clock = clock
         self._wake = asyncio.Event()
         self._posting: set[asyncio.Task[None]] = set()
+        # Waiting ArchiveJobs their Moodle host's cap holds back: name -> why.
+        self.host_busy: dict[str, str] = {}
         self.rounds = 0
         self.last_round: datetime | None = None
 
     def wake(self) -> None:
         self._wake.set()
+
+    def waiting_reason(self, name: str) -> str | None:
+        """Why a waiting ArchiveJob is held back by its Moodle host's cap (None: it is not)."""
+        return self.host_busy.get(name)
+
+    def renders(self, archivejob: dict[str, Any]) -> int:
+        """Attempt renders a job puts on its Moodle: concurrency x shards."""
+        if is_admitted(archivejob):
+            shards = recorded_shards(archivejob)
+        else:
+            try:
+                shards = plan_layout(archivejob, self.settings).shards
+            except (KeyError, ValueError, TypeError):
+                shards = 1  # a bad spec is refused when it is admitted
+        return self.settings.attempt_concurrency() * shards
+
+    def _note_busy(self, busy: dict[str, str]) -> None:
+        changed = {n for n in busy.keys() | self.host_busy.keys()
+                   if busy.get(n) != self.host_busy.get(n)}  # fmt: skip
+        self.host_busy = busy
+        for name in changed:  # their status shows the reason
+            self.queue.add(name)
 
     async def run(self) -> None:
         while True:
@@ -99,12 +129,18 @@ class Admitter:
             for aj in archivejobs
             if not is_final(aj)
         )
-        free, admitted = plan.free, 0
-        for candidate in plan.waiting:
-            if free <= 0:
-                break
+        live = {str(aj["metadata"]["name"]): aj for aj in archivejobs}
+        hosts = plan_host_admission(
+            plan.waiting,
+            [live[name] for name in sorted(plan.holders) if name in live],
+            plan.free,
+            self.settings.max_renders_per_moodle_host,
+            self.renders,
+        )
+        self._note_busy(hosts.busy)
+        admitted = 0
+        for candidate in hosts.admit:
             if await self._admit(candidate):
-                free -= 1
                 admitted += 1
         self.rounds += 1
         self.last_round = self.clock()
@@ -130,26 +166,37 @@ class Admitter:
                 self.queue.add(name)  # the reconciler shows it waiting (and times it out)
                 return False
             try:
+                layout = plan_layout(archivejob, self.settings)
                 children = [
                     build_service_account(archivejob),
                     build_role(archivejob),
                     build_role_binding(archivejob),
                     build_task_config_map(archivejob),
                 ]
-                job = build_job(archivejob, self.settings)
+                claim = (
+                    build_work_volume_claim(archivejob, layout.work_volume)
+                    if layout.work_volume
+                    else None
+                )
+                job = build_job(archivejob, self.settings, layout)
             except (ValidationError, KeyError, ValueError) as exc:
                 await self._refuse(archivejob, exc)
                 return False
             # The Job last: its pod needs the ServiceAccount (and the rest) to exist.
             await asyncio.gather(*(self.kube.create(child) for child in children))
+            if claim is not None and not await self._create_owned(claim, archivejob):
+                return False
             if not await self.kube.create(job):
                 existing = await self.kube.get("Job", job["metadata"]["name"])
                 if existing is not None and not _owned_by(existing, archivejob):
                     return False  # an earlier ArchiveJob's Job of the same name, being collected
             now = self.clock()
             job_name = job["metadata"]["name"]
-            await self.kube.patch_status(name, admitted_patch(archivejob, job_name, now))
-            event = EventSpec("Normal", "Admitted", f"admitted; created Job {job_name}")
+            patch = {**admitted_patch(archivejob, job_name, now), **layout.status_fields()}
+            await self.kube.patch_status(name, patch)
+            self.host_busy.pop(name, None)
+            message = f"admitted; created Job {job_name}{_shape(layout)}"
+            event = EventSpec("Normal", "Admitted", message)
             task = asyncio.create_task(self.reconciler.post_events(archivejob, [event]))
             self._posting.add(task)  # not waited for: the next admission goes first
             task.add_done_callback(self._posting.discard)
@@ -157,6 +204,13 @@ class Admitter:
             log.info("ArchiveJob admitted", extra={"fields": {"archivejob": name}})
         self.queue.add(name)
         return True
+
+    async def _create_owned(self, obj: dict[str, Any], archivejob: dict[str, Any]) -> bool:
+        """Create; False if one of that name exists that belongs to another (earlier) owner."""
+        if await self.kube.create(obj):
+            return True
+        existing = await self.kube.get(obj["kind"], obj["metadata"]["name"])
+        return existing is None or _owned_by(existing, archivejob)
 
     @staticmethod
     def _eligible(archivejob: dict[str, Any]) -> bool:
@@ -178,3 +232,12 @@ class Admitter:
         message = f"the ArchiveJob's spec cannot be turned into a job: {type(exc).__name__}"
         final = Final(Phase.FAILED, "InvalidSpec", message, JobStatus.FAILED)
         await self.reconciler.finish(archivejob, finish_now(archivejob, final, self.clock()))
+
+
+def _shape(layout: JobLayout) -> str:
+    parts = []
+    if layout.shards > 1:
+        parts.append(f"{layout.shards} shards")
+    if layout.work_volume is not None:
+        parts.append(f"work volume {layout.work_volume.claim_name}")
+    return f" ({', '.join(parts)})" if parts else ""

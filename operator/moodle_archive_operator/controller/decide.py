@@ -18,6 +18,7 @@ from moodle_archive_job.moodle_api import JobStatus
 
 from ..archivejob import Phase
 from .conditions import find, is_true, parse_time, set_condition, timestamp
+from .hostcap import MOODLE_HOST_BUSY
 from .observe import Observation
 from .settings import OperatorSettings
 
@@ -31,7 +32,7 @@ _MOODLE_FINAL = frozenset({"FAILED", "TIMEOUT", "FINISHED"})
 _WARNING_REASONS = frozenset({
     "Unschedulable", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
     "CreateContainerConfigError", "CreateContainerError", "QuotaExceeded", "FailedCreate",
-    "Retrying", "OOMKilled", "Evicted", "WaitingForTokenSecret",
+    "Retrying", "OOMKilled", "Evicted", "WaitingForTokenSecret", "WorkVolumePending",
 })  # fmt: skip
 
 
@@ -117,14 +118,16 @@ def decide(
     token_secret_exists: bool,
     now: datetime,
     settings: OperatorSettings,
+    host_busy: str | None = None,
 ) -> Decision:
+    """`host_busy`: why admission holds this waiting job back for its Moodle host, if it does."""
     view = _View.of(archivejob)
     admitted = obs is not None or is_true(view.conditions, "Admitted")
     final = _final(view, obs, admitted, token_secret_exists, now, settings)
     if final is not None:
         return _finish(view, obs, final, now)
     if not admitted:
-        return _waiting(view, token_secret_exists, now, settings)
+        return _waiting(view, token_secret_exists, now, settings, host_busy)
     assert obs is not None  # admitted and not final: the Job exists
     return _admitted(view, obs, now, settings)
 
@@ -276,7 +279,9 @@ def _pending_for(view: _View, now: datetime) -> float:
     return (now - since).total_seconds() if since else 0.0
 
 
-def _waiting(view: _View, secret: bool, now: datetime, settings: OperatorSettings) -> Decision:
+def _waiting(
+    view: _View, secret: bool, now: datetime, settings: OperatorSettings, host_busy: str | None
+) -> Decision:
     gen = view.generation
     conditions = view.conditions
     if not secret:
@@ -284,6 +289,10 @@ def _waiting(view: _View, secret: bool, now: datetime, settings: OperatorSetting
         phase = Phase.PENDING
         waited = (now - view.created).total_seconds() if view.created else 0.0
         requeue: float | None = max(0.2, min(1.0, settings.token_secret_timeout_sec - waited))
+    elif host_busy:
+        reason, message = MOODLE_HOST_BUSY, host_busy
+        phase = Phase.QUEUED
+        requeue = None
     else:
         reason, message = "Queued", "waiting for a free slot"
         phase = Phase.QUEUED

@@ -1,4 +1,5 @@
-"""Periodic housekeeping: ArchiveJob history limits, orphan sweep, final-phase metrics."""
+"""Periodic housekeeping: ArchiveJob history limits, orphan sweep, expired work volumes,
+final-phase metrics."""
 
 from __future__ import annotations
 
@@ -13,13 +14,21 @@ from .kube import Kube, KubeError
 from .metrics import OperatorMetrics
 from .naming import CHILD_SELECTOR
 from .settings import OperatorSettings
-from .sweeping import Owners, history_to_delete, leftover_token_secrets, orphaned_children
+from .sweeping import (
+    Owners,
+    expired_work_volumes,
+    history_to_delete,
+    leftover_token_secrets,
+    orphaned_children,
+)
 
 log = logging.getLogger("moodle_archive_operator.operator")
 
 # Token Secrets are made by the gateway with this component label.
 TOKEN_SELECTOR = "app.kubernetes.io/component=token"  # noqa: S105 - a label
-CHILD_KINDS = ("Job", "ConfigMap", "RoleBinding", "Role", "ServiceAccount")
+CHILD_KINDS = (
+    "Job", "PersistentVolumeClaim", "ConfigMap", "RoleBinding", "Role", "ServiceAccount",
+)  # fmt: skip
 
 
 class Housekeeper:
@@ -68,6 +77,13 @@ class Housekeeper:
             deleted[kind] = [n for n in doomed if await self.kube.delete(kind, n)]
         doomed = leftover_token_secrets(secrets, owners, now, grace)
         deleted["Secret"] = [n for n in doomed if await self.kube.delete("Secret", n)]
+        ttl = self.settings.ttl_seconds_after_finished
+        if ttl is not None:
+            claims = children["PersistentVolumeClaim"]
+            doomed = expired_work_volumes(claims, finished, now, ttl)
+            deleted["PersistentVolumeClaim"] += [
+                n for n in doomed if await self.kube.delete("PersistentVolumeClaim", n)
+            ]
         swept = {kind: names for kind, names in deleted.items() if names}
         if swept:
             log.info("housekeeping deleted objects", extra={"fields": {"deleted": swept}})

@@ -2,10 +2,12 @@
 
 The pod meets the restricted Pod Security Standard (unless host networking is
 switched on): non-root, no privilege escalation, all capabilities dropped,
-seccomp RuntimeDefault; its root filesystem is read-only with emptyDirs for
-/tmp and the work directory and a memory-backed /dev/shm for Chromium. It gets
-its task from the ConfigMap, the Moodle token from the token Secret (a read-only
-file), and a projected ServiceAccount token to patch its ArchiveJob's status.
+seccomp RuntimeDefault; its root filesystem is read-only with an emptyDir for
+/tmp, the work volume (the job's PVC, else an emptyDir) at /work and a
+memory-backed /dev/shm for Chromium. It gets its task from the ConfigMap, the
+Moodle token from the token Secret (a read-only file), and a projected
+ServiceAccount token to patch its ArchiveJob's status. A sharded job (see
+layout.py) is one Indexed Job whose pods all mount the same work volume.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from typing import Any
 
 from ..archivejob import SECRET_TOKEN_KEY
 from .children import TASK_KEY, child_metadata
+from .layout import SINGLE_POD, JobLayout, indexed_job_fields, shard_affinity
 from .naming import CONTAINER_NAME, child_annotations, child_labels
-from .settings import OperatorSettings
+from .settings import CONCURRENCY_ENV, OperatorSettings
+from .workvolume import work_volume_source
 
 TASK_DIR = "/etc/moodle-archiver/task"
 TOKEN_DIR = "/var/run/secrets/moodle-archiver"  # noqa: S105 - a path
@@ -28,14 +32,17 @@ TMP_DIR = "/tmp"  # noqa: S108 - an emptyDir of the pod's own
 PERMANENT_EXIT_CODES = (1, 2, 3)
 
 
-def runner_args(archivejob: dict[str, Any]) -> list[str]:
-    return [
+def runner_args(archivejob: dict[str, Any], shards: int = 1) -> list[str]:
+    args = [
         "run-job",
         "--task", f"{TASK_DIR}/{TASK_KEY}",
         "--token-file", f"{TOKEN_DIR}/{SECRET_TOKEN_KEY}",
         "--job-id", str(archivejob["spec"]["jobId"]),
         "--log-format", "json",
     ]  # fmt: skip
+    if shards > 1:  # each pod's index comes from JOB_COMPLETION_INDEX
+        args += ["--shards", str(shards)]
+    return args
 
 
 def _env(archivejob: dict[str, Any], settings: OperatorSettings) -> list[dict[str, Any]]:
@@ -51,6 +58,7 @@ def _env(archivejob: dict[str, Any], settings: OperatorSettings) -> list[dict[st
         "MAO_ARCHIVEJOB_NAMESPACE": meta["namespace"],
         "MAO_KUBE_TOKEN_FILE": f"{KUBE_API_DIR}/token",
         "MAO_KUBE_CA_FILE": f"{KUBE_API_DIR}/ca.crt",
+        **dict.fromkeys(CONCURRENCY_ENV, str(settings.attempt_concurrency())),
     }
     merged = {**dict(sorted(settings.job_env.items())), **own}
     return [{"name": name, "value": value} for name, value in merged.items()]
@@ -68,7 +76,9 @@ def _resources(settings: OperatorSettings) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def _volumes(archivejob: dict[str, Any], settings: OperatorSettings, name: str) -> list[dict]:
+def _volumes(
+    archivejob: dict[str, Any], settings: OperatorSettings, name: str, layout: JobLayout
+) -> list[dict]:
     return [
         {
             "name": "task",
@@ -106,7 +116,7 @@ def _volumes(archivejob: dict[str, Any], settings: OperatorSettings, name: str) 
             },
         },
         {"name": "tmp", "emptyDir": {"sizeLimit": settings.job_tmp_size_limit}},
-        {"name": "work", "emptyDir": {"sizeLimit": settings.job_work_size_limit}},
+        work_volume_source(layout.work_volume, settings.job_work_size_limit),
         {
             "name": "dshm",
             "emptyDir": {"medium": "Memory", "sizeLimit": settings.job_shm_size_limit},
@@ -124,13 +134,15 @@ _MOUNTS = [
 ]
 
 
-def _container(archivejob: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+def _container(
+    archivejob: dict[str, Any], settings: OperatorSettings, layout: JobLayout
+) -> dict[str, Any]:
     return {
         "name": CONTAINER_NAME,
         "image": settings.job_image,
         "imagePullPolicy": settings.job_image_pull_policy,
         "command": list(settings.job_command),
-        "args": runner_args(archivejob),
+        "args": runner_args(archivejob, layout.shards),
         "env": _env(archivejob, settings),
         "resources": _resources(settings),
         "volumeMounts": [dict(m) for m in _MOUNTS],
@@ -146,7 +158,9 @@ def _container(archivejob: dict[str, Any], settings: OperatorSettings) -> dict[s
     }
 
 
-def _pod_spec(archivejob: dict[str, Any], settings: OperatorSettings, name: str) -> dict:
+def _pod_spec(
+    archivejob: dict[str, Any], settings: OperatorSettings, name: str, layout: JobLayout
+) -> dict:
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": name,
@@ -160,9 +174,12 @@ def _pod_spec(archivejob: dict[str, Any], settings: OperatorSettings, name: str)
             "fsGroup": settings.job_fs_group,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [_container(archivejob, settings)],
-        "volumes": _volumes(archivejob, settings, name),
+        "containers": [_container(archivejob, settings, layout)],
+        "volumes": _volumes(archivejob, settings, name, layout),
     }
+    volume = layout.work_volume
+    if layout.shards > 1 and volume is not None and not volume.shared:
+        spec["affinity"] = shard_affinity(name)
     if settings.job_host_network:
         spec["hostNetwork"] = True
         spec["dnsPolicy"] = "ClusterFirstWithHostNet"
@@ -179,7 +196,9 @@ def _pod_spec(archivejob: dict[str, Any], settings: OperatorSettings, name: str)
     return spec
 
 
-def build_job(archivejob: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+def build_job(
+    archivejob: dict[str, Any], settings: OperatorSettings, layout: JobLayout = SINGLE_POD
+) -> dict[str, Any]:
     meta = child_metadata(archivejob)
     job_spec: dict[str, Any] = {
         "completions": 1,
@@ -206,9 +225,12 @@ def build_job(archivejob: dict[str, Any], settings: OperatorSettings) -> dict[st
                 "labels": {**settings.job_pod_labels, **child_labels(archivejob)},
                 "annotations": {**settings.job_pod_annotations, **child_annotations(archivejob)},
             },
-            "spec": _pod_spec(archivejob, settings, meta["name"]),
+            "spec": _pod_spec(archivejob, settings, meta["name"], layout),
         },
     }
+    if layout.shards > 1:
+        del job_spec["backoffLimit"]  # per index instead
+        job_spec.update(indexed_job_fields(layout.shards, settings.backoff_limit))
     if settings.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = settings.ttl_seconds_after_finished
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}

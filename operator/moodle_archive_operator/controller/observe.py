@@ -6,10 +6,11 @@ read tolerantly). Reasons are CamelCase and end up in the ArchiveJob's condition
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from . import shard_observe
 from .conditions import parse_time
 from .naming import CONTAINER_NAME
 
@@ -166,9 +167,15 @@ def _created(obj: dict[str, Any]) -> str:
     return str(_dict(obj.get("metadata")).get("creationTimestamp") or "")
 
 
+def _is_running(pod: dict[str, Any]) -> bool:
+    return _dict(pod.get("status")).get("phase") == "Running" and started_at(pod) is not None
+
+
 def observe(
     job: dict[str, Any], pods: list[dict[str, Any]], failed_create_messages: list[str]
 ) -> Observation:
+    """One Job and its pods; an Indexed Job (shards) is summarised over the newest live pod of
+    each index: running while any shard runs, pending problems of the shards that do not."""
     finished, reason, message = job_finish(job)
     ordered = sorted(pods, key=lambda p: (_created(p), str(p["metadata"].get("name"))))
     starts = [s for s in (started_at(p) for p in ordered) if s is not None]
@@ -176,32 +183,74 @@ def observe(
         p for p in ordered if _dict(p.get("status")).get("phase") in (None, "Pending", "Running")
     ]
     live = [p for p in live if not _dict(p.get("metadata")).get("deletionTimestamp")]
-    current = live[-1] if live else None
-    failures = [t for t in (termination(p) for p in ordered) if t is not None]
+    indexed = shard_observe.is_indexed(job)
+    current = shard_observe.current_pods(live) if indexed else live[-1:]
+    failed = [p for p in ordered if termination(p) is not None]
     problem: Problem | None = None
     state = ""
     scheduled: bool | None = None
     running_now = False
-    if current is not None:
-        phase = _dict(current.get("status")).get("phase")
-        running_now = phase == "Running" and started_at(current) is not None
-        problem = pending_problem(current)
-        scheduled = bool(_dict(current.get("spec")).get("nodeName"))
-        state = waiting(current)[0] or ("Scheduling" if not scheduled else "ContainerCreating")
+    if current:
+        running_now = any(_is_running(p) for p in current)
+        lagging = [p for p in current if not _is_running(p)] or current[-1:]
+        problem = next((x for x in map(pending_problem, lagging) if x is not None), None)
+        scheduled = all(_dict(p.get("spec")).get("nodeName") for p in current)
+        focus = lagging[0]
+        state = waiting(focus)[0] or (
+            "ContainerCreating" if _dict(focus.get("spec")).get("nodeName") else "Scheduling"
+        )
     elif not ordered and finished is None:
         problem = quota_problem(failed_create_messages)
         state = "PodCreating"
+    last_failure: Termination | None = None
+    if indexed:
+        decisive = shard_observe.decisive_pod(job, failed, message)
+        if decisive is not None:
+            found = termination(decisive)
+            assert found is not None
+            last_failure = shard_observe.labelled(found, decisive, shard_observe.shard_total(job))
+    elif failed:
+        last_failure = termination(failed[-1])
     return Observation(
         job_name=str(job["metadata"]["name"]),
         job_finished=finished,
         job_reason=reason,
         job_message=message,
         pods=len(ordered),
-        failed_pods=len(failures),
+        failed_pods=len(failed),
         running_since=min(starts) if starts else None,
         running_now=running_now,
         scheduled=scheduled,
         pending_problem=problem,
         pending_state=state,
-        last_failure=failures[-1] if failures else None,
+        last_failure=last_failure,
     )
+
+
+def with_work_volume(
+    obs: Observation,
+    claim_name: str,
+    claim: dict[str, Any] | None,
+    warnings: list[str],
+) -> Observation:
+    """The observation with the state of the job's work volume folded in: a pod waiting for
+    its PVC shows why (`WorkVolumePending`: the claim is missing, or Pending with a warning
+    such as ProvisioningFailed, or the scheduler's complaint), and a claim being provisioned
+    normally (WaitForFirstConsumer) shows as the pending state `ProvisioningWorkVolume`."""
+    if obs.running_now or obs.job_finished is not None or obs.scheduled:
+        return obs
+    status = _dict(_dict(claim).get("status"))
+    if claim is not None and status.get("phase") != "Pending":
+        return obs
+    storage_class = _dict(_dict(claim).get("spec")).get("storageClassName")
+    if claim is None:
+        what = f"the work volume claim {claim_name} does not exist"
+    else:
+        what = f"the work volume {claim_name} (StorageClass {storage_class}) is not bound yet"
+    details = [*warnings[-1:]]
+    if obs.pending_problem is not None:
+        details.append(f"{obs.pending_problem.reason}: {obs.pending_problem.message}")
+    if claim is not None and not details:
+        return replace(obs, pending_state="ProvisioningWorkVolume")
+    message = f"{what}: {'; '.join(details)}" if details else what
+    return replace(obs, pending_problem=Problem("WorkVolumePending", message))

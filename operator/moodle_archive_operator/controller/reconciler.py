@@ -20,7 +20,7 @@ from .kube import Kube, KubeError
 from .metrics import OperatorMetrics
 from .moodle_notify import tell_moodle
 from .naming import child_name
-from .observe import Observation, observe
+from .observe import Observation, observe, with_work_volume
 from .queueing import is_admitted, is_final
 from .settings import OperatorSettings
 from .workqueue import WorkQueue
@@ -45,6 +45,7 @@ class Reconciler:
         queue: WorkQueue,
         wake_admission: Callable[[], None],
         clock: Callable[[], datetime] = utc_now,
+        host_busy: Callable[[str], str | None] = lambda name: None,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -52,6 +53,8 @@ class Reconciler:
         self.queue = queue
         self.wake_admission = wake_admission
         self.clock = clock
+        # Why admission holds a waiting ArchiveJob back for its Moodle host (the admitter's).
+        self.host_busy = host_busy
 
     async def reconcile(self, name: str) -> None:
         archivejob = await self.kube.get("ArchiveJob", name)
@@ -65,7 +68,8 @@ class Reconciler:
         secret = True
         if obs is None and not is_admitted(archivejob):
             secret = await self.kube.secret_exists(archivejob["spec"]["tokenSecretName"])
-        decision = decide(archivejob, obs, secret, self.clock(), self.settings)
+        busy = self.host_busy(name) if obs is None else None
+        decision = decide(archivejob, obs, secret, self.clock(), self.settings, busy)
         if decision.final is not None:
             await self.finish(archivejob, decision)
             return
@@ -95,7 +99,22 @@ class Reconciler:
             )
             events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
             failed_create = [str(e.get("message") or "") for e in events]
-        return observe(job, pods, failed_create)
+        obs = observe(job, pods, failed_create)
+        claim_name = (archivejob.get("status") or {}).get("workVolume")
+        if claim_name and not obs.running_now and obs.job_finished is None and not obs.scheduled:
+            obs = await self._with_work_volume(obs, str(claim_name))
+        return obs
+
+    async def _with_work_volume(self, obs: Observation, claim_name: str) -> Observation:
+        claim = await self.kube.get("PersistentVolumeClaim", claim_name)
+        warnings: list[str] = []
+        if claim is None or (claim.get("status") or {}).get("phase") == "Pending":
+            events = await self.kube.list("Event", field_selector=(
+                "involvedObject.kind=PersistentVolumeClaim,"
+                f"involvedObject.name={claim_name},type=Warning"))  # fmt: skip
+            events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+            warnings = [f"{e.get('reason')}: {e.get('message')}" for e in events]
+        return with_work_volume(obs, claim_name, claim, warnings)
 
     # --- final states --------------------------------------------------------------------------
 

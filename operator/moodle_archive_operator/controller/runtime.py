@@ -56,7 +56,10 @@ class Runtime:
             threads=max(8, settings.workers * 2),
         )
         self.kube = kube
-        self.reconciler = Reconciler(kube, settings, self.metrics, self.queue, self.wake_admission)
+        self.reconciler = Reconciler(
+            kube, settings, self.metrics, self.queue, self.wake_admission,
+            host_busy=lambda name: self.admitter.waiting_reason(name) if self.admitter else None,
+        )  # fmt: skip
         self.admitter = Admitter(
             kube, settings, self.metrics, self.locks, self.queue, self.reconciler
         )

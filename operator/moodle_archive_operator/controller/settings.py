@@ -7,6 +7,7 @@ Names shared with the gateway (jobs namespace, parallel jobs, log level) come fr
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import Field, field_validator
 from moodle_archive_job.settings import RefBool, runner_env_names
 
 from ..settings_base import ControlPlaneSettings
+from .workvolume import parse_quantity
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -32,6 +34,9 @@ RESERVED_JOB_ENV = frozenset(
         "TMPDIR",
     }
 )
+# The runner's attempt concurrency: admission counts it against the per-host cap, so the
+# operator sets it on every pod (from `job_attempt_concurrency`, else from `job_env`).
+CONCURRENCY_ENV = runner_env_names("attempt_concurrency")
 
 
 class OperatorSettings(ControlPlaneSettings):
@@ -77,6 +82,24 @@ class OperatorSettings(ControlPlaneSettings):
     job_runtime_class_name: str | None = None
     # Host networking for job pods (off; the node e2e test on a bare kubelet needs it).
     job_host_network: RefBool = False
+    # Attempts in flight per job pod (the runner's attempt concurrency); None: `job_env`'s
+    # value if it sets one, else 2 per CPU of the CPU limit (at least 2; 4 without a limit).
+    job_attempt_concurrency: int | None = Field(default=None, ge=1, le=64)
+
+    # --- work volume and shards -------------------------------------------------------------
+    # StorageClass of the per-job work volume (a PVC owned by the ArchiveJob, at /work); None:
+    # an emptyDir (no resume after a pod is lost, no shards).
+    work_volume_storage_class: str | None = None
+    work_volume_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+    # A fixed size; None: base + attempts x per-attempt size.
+    work_volume_size: str | None = None
+    work_volume_base_size: str = "1Gi"
+    work_volume_per_attempt_size: str = "16Mi"
+    # Pods per job: min(max, ceil(attempts / attempts per shard)), only with a work volume.
+    shards_max: int = Field(default=1, ge=1, le=64)
+    shards_attempts_per_shard: int = Field(default=100, ge=1)
+    # Concurrent attempt renders per Moodle base URL across all running jobs (0: no limit).
+    max_renders_per_moodle_host: int = Field(default=0, ge=0)
 
     # --- housekeeping ----------------------------------------------------------------------
     # Finished ArchiveJobs kept: at most this many, none older than the age (0: no limit).
@@ -104,9 +127,43 @@ class OperatorSettings(ControlPlaneSettings):
                 raise ValueError(f"not an environment variable name: {name!r}")
             if name in RESERVED_JOB_ENV:
                 raise ValueError(f"{name} is set by the operator and cannot be overridden")
+        given = {env[name].strip() for name in CONCURRENCY_ENV if name in env}
+        if len(given) > 1 or any(not v.isdigit() or int(v) < 1 for v in given):
+            raise ValueError(f"{' and '.join(CONCURRENCY_ENV)} must agree and be >= 1")
         return env
+
+    @field_validator("work_volume_storage_class", "work_volume_size", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator(
+        "work_volume_size", "work_volume_base_size", "work_volume_per_attempt_size"
+    )
+    @classmethod
+    def _quantity(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_quantity(value)
+        return value
+
+    def attempt_concurrency(self) -> int:
+        """The attempt concurrency every job pod runs with (and admission counts)."""
+        if self.job_attempt_concurrency is not None:
+            return self.job_attempt_concurrency
+        for name in CONCURRENCY_ENV:
+            if name in self.job_env:
+                return int(self.job_env[name])
+        if not self.job_cpu_limit:
+            return 4
+        return max(2, 2 * math.ceil(_cpus(self.job_cpu_limit)))
 
     def runner_timeout_sec(self, timeout_seconds: int) -> int:
         """The runner's own limit for a Job whose activeDeadlineSeconds is `timeout_seconds`."""
         margin = min(self.runner_deadline_margin_sec, timeout_seconds // 5)
         return max(1, timeout_seconds - margin)
+
+
+def _cpus(quantity: str) -> float:
+    """CPUs of a Kubernetes CPU quantity (`2`, `1.5`, `500m`)."""
+    text = quantity.strip()
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)

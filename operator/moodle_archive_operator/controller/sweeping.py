@@ -5,6 +5,8 @@
 * Orphans: per-job objects (by label) whose ArchiveJob no longer exists, and token
   Secrets whose ArchiveJob is gone or finished. Objects younger than the grace
   period are left alone: they may be in the middle of being created.
+* Work volumes: the PVC of an ArchiveJob finished longer ago than the finished-job
+  TTL (the ArchiveJob itself stays as history; its checkpoints need not).
 """
 
 from __future__ import annotations
@@ -100,4 +102,23 @@ def leftover_token_secrets(
         finished = bool(refs & owners.finished_uids)
         if finished or (gone and _old_enough(secret, now, grace_sec)):
             doomed.append(str(_meta(secret)["name"]))
+    return doomed
+
+
+def expired_work_volumes(
+    claims: list[dict[str, Any]], finished: list[dict[str, Any]], now: datetime, ttl_sec: float
+) -> list[str]:
+    """Work volume claims whose ArchiveJob finished more than `ttl_sec` ago."""
+    done_at = {
+        str(_meta(aj).get("uid")): when
+        for aj in finished
+        if (when := parse_time((aj.get("status") or {}).get("completionTime"))) is not None
+    }
+    doomed = []
+    for claim in claims:
+        meta = _meta(claim)
+        when = done_at.get(str((meta.get("labels") or {}).get(LABEL_ARCHIVEJOB_UID)))
+        expired = when is not None and (now - when).total_seconds() >= ttl_sec
+        if expired and not meta.get("deletionTimestamp"):
+            doomed.append(str(meta["name"]))
     return doomed

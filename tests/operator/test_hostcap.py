@@ -1,0 +1,104 @@
+"""Admission with a cap of attempt renders per Moodle host: FIFO per host, other hosts go
+ahead, and the waiting job says why."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from moodle_archive_operator.controller.decide import decide
+from moodle_archive_operator.controller.hostcap import moodle_host, plan_host_admission
+from moodle_archive_operator.controller.queueing import plan_admission
+from tests.operator.objects import T0, archivejob, stamp
+from tests.operator.test_builders import settings
+
+A = "https://a.example.org/moodle"
+B = "https://b.example.org"
+
+
+def at(base_url: str, second: int, shards: int | None = None) -> dict[str, Any]:
+    aj = archivejob(created=T0 + timedelta(seconds=second))
+    aj["spec"]["moodle"]["baseUrl"] = base_url
+    if shards is not None:
+        aj["status"] = {"shardCount": shards}
+    return aj
+
+
+def names(objs: list[dict[str, Any]]) -> list[str]:
+    return [o["metadata"]["name"] for o in objs]
+
+
+def renders(concurrency: int) -> Any:
+    return lambda aj: concurrency * ((aj.get("status") or {}).get("shardCount") or 1)
+
+
+def test_host_is_the_normalised_base_url() -> None:
+    def host(url: str) -> str:
+        return moodle_host({"spec": {"moodle": {"baseUrl": url}}})
+
+    assert host("HTTPS://A.Example.org:443/moodle/") == "https://a.example.org/moodle"
+    assert host("http://a.example.org:80") == "http://a.example.org"
+    assert host("http://a.example.org:8080/") == "http://a.example.org:8080"
+    assert host("https://a.example.org/moodle") != host("https://a.example.org/other")
+
+
+def test_without_a_cap_only_slots_count() -> None:
+    waiting = [at(A, i) for i in range(5)]
+    plan = plan_host_admission(waiting, [at(A, -1, shards=4)], 3, 0, renders(4))
+    assert names(plan.admit) == names(waiting[:3]) and plan.busy == {}
+
+
+def test_a_busy_host_holds_its_jobs_in_order_and_lets_other_hosts_through() -> None:
+    running = [at(A, -1, shards=2)]  # 2 shards x 4 = 8 renders on A
+    a1, a2, b1, a3, b2 = at(A, 1), at(A, 2), at(B, 3), at(A, 4), at(B, 5)
+    plan = plan_host_admission([a1, a2, b1, a3, b2], running, 10, 10, renders(4))
+    # a1 needs 4 more on A (8 + 4 > 10): it waits, and a2, a3 wait behind it; B goes ahead
+    assert names(plan.admit) == names([b1, b2])
+    assert set(plan.busy) == set(names([a1, a2, a3]))
+    assert "8 of 10 renders in use" in plan.busy[a1["metadata"]["name"]]
+    assert f"waiting behind {a1['metadata']['name']}" in plan.busy[a2["metadata"]["name"]]
+    assert plan.renders == {"https://a.example.org/moodle": 8, "https://b.example.org": 8}
+
+
+def test_admissions_in_one_round_count_against_the_cap() -> None:
+    a1, a2, a3 = at(A, 1), at(A, 2), at(A, 3)
+    plan = plan_host_admission([a1, a2, a3], [], 5, 8, renders(4))
+    assert names(plan.admit) == names([a1, a2]) and list(plan.busy) == names([a3])
+
+
+def test_a_job_bigger_than_the_cap_runs_alone_on_an_idle_host() -> None:
+    big = at(A, 1)
+    assert names(plan_host_admission([big], [], 2, 2, renders(4)).admit) == names([big])
+    plan = plan_host_admission([big], [at(A, 0)], 2, 2, renders(4))
+    assert plan.admit == [] and names([big])[0] in plan.busy
+
+
+def test_slots_run_out_before_hosts_matter() -> None:
+    waiting = [at(A, 1), at(B, 2), at(B, 3)]
+    plan = plan_host_admission(waiting, [], 1, 100, renders(2))
+    assert names(plan.admit) == names(waiting[:1]) and plan.busy == {}
+
+
+def test_with_the_slot_plan_the_oldest_of_another_host_is_admitted() -> None:
+    running = at(A, 0)
+    running["status"] = {"conditions": [{"type": "Admitted", "status": "True", "reason": "x",
+                                         "lastTransitionTime": stamp(T0)}]}  # fmt: skip
+    waiting = [at(A, 1), at(B, 2)]
+    slots = plan_admission([running, *waiting], [], 3)
+    plan = plan_host_admission(slots.waiting, [running], slots.free, 4, renders(4))
+    assert names(plan.admit) == names(waiting[1:])
+
+
+def test_a_held_back_job_is_queued_with_the_reason() -> None:
+    aj = at(A, 1)
+    why = "Moodle https://a.example.org/moodle is busy: 8 of 10 renders in use, this job needs 4"
+    decision = decide(aj, None, True, T0 + timedelta(seconds=5), settings(), host_busy=why)
+    assert decision.patch["phase"] == "Queued"
+    [admitted] = [c for c in decision.patch["conditions"] if c["type"] == "Admitted"]
+    assert (admitted["status"], admitted["reason"], admitted["message"]) == (
+        "False", "MoodleHostBusy", why,
+    )  # fmt: skip
+    assert decision.patch["message"] == why
+    assert [e.reason for e in decision.events] == ["MoodleHostBusy"]
+    plain = decide(aj, None, True, T0 + timedelta(seconds=5), settings())
+    assert plain.patch["message"] == "waiting for a free slot"
