@@ -64,13 +64,30 @@ class StatusSinkSettings(BaseSettings):
 
 
 def status_patch(event: ProgressEvent) -> dict[str, Any]:
-    """The status fields this pod owns, for one progress event (a JSON merge patch)."""
+    """The status fields this pod owns, for one progress event (a JSON merge patch).
+
+    In a sharded job every shard owns `shards["<index>"]`; only shard 0 (the finisher) owns
+    the top-level fields.
+    """
+    shards: dict[str, Any] | None = None
+    if event.shard is not None:
+        shards = {str(event.shard.index): {
+            "attemptsDone": max(0, event.shard.attempts_done),
+            "attemptsTotal": max(0, event.shard.attempts_total),
+            "phase": event.shard.phase.value,
+        }}
+        if event.shard.index != 0:
+            return {"status": {"shards": shards}}
     status: dict[str, Any] = {
         "runnerPhase": event.phase.value,
         "progress": max(0, min(100, event.progress)),
         "attemptsDone": max(0, event.attempts_done),
         "attemptsTotal": max(0, event.attempts_total),
+        "attemptsResumed": max(0, event.attempts_resumed),
+        "attemptsRerendered": max(0, event.attempts_rerendered),
     }
+    if shards is not None:
+        status["shards"] = shards
     if event.message:
         status["message"] = redact(event.message)[:MAX_MESSAGE]
     moodle_status = event.moodle_status or ("RUNNING" if event.phase is Phase.RUNNING else None)
@@ -188,7 +205,7 @@ class ArchiveJobStatusSink:
         while (patch := self._next()) is not None:
             self._last_sent_at = self._clock()
             if self._send(patch):
-                self._last_phase = patch["status"]["runnerPhase"]
+                self._last_phase = _phase_of(patch)
                 continue
             with self._cond:  # keep the newest state for the next try, after a pause
                 if self._pending is None:
@@ -227,6 +244,13 @@ class ArchiveJobStatusSink:
                 extra={"fields": {"error": why, "failures": self._failures}},
             )
         return False
+
+
+def _phase_of(patch: dict[str, Any]) -> str | None:
+    status = patch["status"]
+    if "runnerPhase" in status:
+        return str(status["runnerPhase"])
+    return next((str(s["phase"]) for s in status.get("shards", {}).values()), None)
 
 
 def sink_from_env(settings: StatusSinkSettings | None = None) -> ArchiveJobStatusSink | None:

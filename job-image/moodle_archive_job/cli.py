@@ -21,6 +21,7 @@ from .progress import FanOut, LogSink, Phase, ProgressSink, TerminalSink
 from .request_parsing import RequestRejected, detect_protocol, parse_archive_request
 from .setting_names import SettingsNameError
 from .settings import RunnerSettings
+from .shards import ShardPlan
 from .task import ArchiveTask
 from .version import VERSION
 
@@ -60,6 +61,11 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="the job id the worker returned to Moodle (a UUID)")
     run.add_argument("--keep-archive", type=Path, help="also keep a copy of the ZIP here")
     run.add_argument("--log-format", choices=("auto", "json", "text"), default="auto")
+    run.add_argument("--shards", type=int, default=1,
+                     help="run the job as this many shard processes over one work directory")
+    run.add_argument("--shard-index", type=int, default=None,
+                     help="this process's shard (default: $JOB_COMPLETION_INDEX, else 0); "
+                     "shard I renders attempts I, I+N, ...; shard 0 also finishes the job")
 
     sub.add_parser("gateway", help="serve the HTTP endpoint Moodle posts tasks to",
                    add_help=False)
@@ -106,6 +112,14 @@ def _check_job_id(job_id: str) -> str:
         raise InputError(f"--job-id must be a UUID, got {job_id!r}") from None
 
 
+def _shard_plan(args: argparse.Namespace) -> ShardPlan:
+    try:
+        return ShardPlan.from_args(args.shards, args.shard_index)
+    except ValueError as exc:
+        reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise InputError(f"invalid shards: {reason}") from None
+
+
 def run_job_command(args: argparse.Namespace, extra_sinks: tuple[ProgressSink, ...] = ()) -> int:
     try:
         settings = RunnerSettings()
@@ -118,6 +132,7 @@ def run_job_command(args: argparse.Namespace, extra_sinks: tuple[ProgressSink, .
                       json_lines=not interactive)
     try:
         job_id = _check_job_id(args.job_id)
+        shards = _shard_plan(args)
         task, token = load_task(args)
     except InputError as exc:
         print(f"moodle-archiver: {exc}", file=sys.stderr)
@@ -130,7 +145,7 @@ def run_job_command(args: argparse.Namespace, extra_sinks: tuple[ProgressSink, .
     try:
         outcome = asyncio.run(_stoppable(JobContext(
             task=task, token=token, job_id=job_id, settings=settings, sink=sink,
-            keep_archive=args.keep_archive,
+            keep_archive=args.keep_archive, shards=shards,
         )))
         if outcome is None:
             return _terminated(task, token, job_id, status_sink)

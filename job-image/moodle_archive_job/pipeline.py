@@ -1,30 +1,33 @@
-"""One archive job from start to upload, in Moodle's order (spec 4.1).
+"""One archive job from start to upload, in Moodle's order (spec 4.1), resumable and shardable.
 
-RUNNING -> attempts (fetch report, render, post-process, attachments; several in
-flight at once, committed to the ZIP in `attemptids` order) -> metadata CSV ->
-backups (WAITING_FOR_BACKUP while pending) -> FINALIZING -> upload ->
-process_uploaded_artifact. Any failure sends FAILED, the deadline sends TIMEOUT;
-FINISHED is never sent (Moodle sets it and deletes the token itself).
+RUNNING -> attempts (render_stage: fetch report, render, post-process, attachments, several in
+flight, each checkpointed in the job directory) -> [shard 0: wait until all shards' attempts
+are checkpointed] -> finishing (ZIP in `attemptids` order, metadata CSV, backups with
+WAITING_FOR_BACKUP while pending, FINALIZING, upload, process_uploaded_artifact). Any failure
+sends FAILED, the deadline sends TIMEOUT; FINISHED is never sent (Moodle sets it and deletes
+the token itself).
+
+The job directory `<work_dir>/job-<jobid>/` (jobdir.py) outlives the process: a replacement
+runner verifies the checkpoints there and renders only what is missing (checkpoint.py). It is
+removed after success. Sharding (several processes over one job directory) is in shards.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from .archive_writer import ArchiveWriter, sha256_file
-from .folders import FolderAllocator
+from .checkpoint import CheckpointEntry, CheckpointStore, ManifestCounter
+from .finishing import Finisher
+from .jobdir import JobDir
 from .logs import redact, register_secret
-from .metadata_csv import build_metadata_csv
-from .moodle_api import BackupStatus, JobStatus, MoodleApi, api_for
+from .moodle_api import JobStatus, MoodleApi, api_for
 from .moodle_client import MoodleClient, MoodleError, MoodleStatusError
 from .progress import (
     Artifact,
@@ -32,22 +35,22 @@ from .progress import (
     Phase,
     ProgressEvent,
     ProgressSink,
+    ShardProgress,
     percent,
 )
-from .settings import RunnerSettings, visible_cpus
-from .task import ArchiveTask, BackupTask
-from .version import VERSION
+from .render_stage import RenderStage
+from .settings import RunnerSettings
+from .shards import ShardPlan, wait_for_shards
+from .stage import JobFailed
+from .task import ArchiveTask
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-BACKUP_CONTENT_TYPE = "application/vnd.moodle.backup"
 DEMO_MODE_MAX_ATTEMPTS = 10
 RACE_RETRY_SEC = 1.0
+SHARD_POLL_SEC = 1.0
 
-
-class JobFailed(Exception):
-    """The job cannot succeed; the message is one line, safe to show."""
+__all__ = ["JobContext", "JobFailed", "JobOutcome", "run_job"]
 
 
 class JobOutcome(BaseModel):
@@ -56,6 +59,8 @@ class JobOutcome(BaseModel):
     attempts_done: int
     attempts_total: int
     duration_sec: float
+    attempts_resumed: int = 0
+    attempts_rerendered: int = 0
     artifact: Artifact | None = None
 
     @property
@@ -72,14 +77,8 @@ class JobContext:
     sink: ProgressSink
     allowed_download_origins: frozenset[tuple[str, str, int | None]] = frozenset()
     keep_archive: Path | None = None
-
-
-@dataclass
-class _AttemptFiles:
-    attemptid: int
-    foldername: str
-    filename: str
-    files: list[tuple[str, Path]] = field(default_factory=list)
+    shards: ShardPlan = field(default_factory=ShardPlan)
+    shard_poll_sec: float = SHARD_POLL_SEC
 
 
 def _proxies(settings: RunnerSettings) -> dict[str, str] | None:
@@ -106,25 +105,30 @@ async def run_job(ctx: JobContext) -> JobOutcome:
         proxies=_proxies(settings),
     )
     api = api_for(ctx.task, client, ctx.job_id, ctx.allowed_download_origins)
-    work_dir = Path(tempfile.mkdtemp(prefix="archive-job-", dir=settings.work_dir))
-    run = _JobRun(ctx, api, client, work_dir)
+    jobdir = JobDir(settings.work_dir, ctx.job_id)
+    jobdir.create()
+    run = _JobRun(ctx, api, client, jobdir)
     try:
-        return await run.execute()
+        outcome = await run.execute()
     finally:
         client.close()
-        shutil.rmtree(work_dir, ignore_errors=True)
+    if outcome.succeeded and ctx.shards.is_finisher:
+        jobdir.remove_after_success()
+    return outcome
 
 
 class _JobRun:
-    def __init__(self, ctx: JobContext, api: MoodleApi, client: MoodleClient, work: Path) -> None:
+    def __init__(
+        self, ctx: JobContext, api: MoodleApi, client: MoodleClient, jobdir: JobDir
+    ) -> None:
         self.ctx = ctx
         self.task = ctx.task
         self.settings = ctx.settings
+        self.plan = ctx.shards
         self.api = api
         self.client = client
-        self.scratch = work / "scratch"
-        self.scratch.mkdir()
-        self.zip_path = work / ctx.task.archive_name
+        self.jobdir = jobdir
+        self.store = CheckpointStore(jobdir.checkpoints, self.plan.index)
         self.started = time.monotonic()
         self.grace_deadline = self.started + self.settings.job_not_found_grace_sec
         self.job_seen = False
@@ -132,39 +136,53 @@ class _JobRun:
         self.attemptids = list(self.task.attempts.attemptids) if self.task.attempts else []
         if self.settings.demo_mode:
             self.attemptids = self.attemptids[:DEMO_MODE_MAX_ATTEMPTS]
-        self.done = 0
-        self.paths: dict[int, str] = {}
+        self.own_ids = self.plan.slice(self.attemptids)
+        self.entries: dict[int, CheckpointEntry] = {}  # verified or written by this process
+        self.counter = ManifestCounter(jobdir.checkpoints, self.attemptids)
+        self.all_done = 0  # over all shards (shard 0's view)
+        self.resumed = 0
+        self.rerendered = 0
         self.phase = Phase.RUNNING
-        # Rendering and post-processing are CPU work: at most one of each per CPU, while the
-        # other attempts in flight fetch their reports (latency) or wait their turn. Fewer
-        # renders at once also means fewer browser contexts (memory).
-        cpu_bound = min(self.settings.attempt_concurrency, visible_cpus())
-        self.renders = asyncio.Semaphore(cpu_bound)
-        self.postprocessing = asyncio.Semaphore(cpu_bound)
 
     # --- outcome -------------------------------------------------------------------------------
 
+    @property
+    def own_done(self) -> int:
+        return len(self.entries.keys() & set(self.own_ids))
+
     def _event(self, phase: Phase, message: str = "", **extra: Any) -> ProgressEvent:
         total = len(self.attemptids)
+        done = self.all_done if self.plan.is_finisher else self.own_done
+        shown_total = total if self.plan.is_finisher else len(self.own_ids)
+        shard = None
+        if self.plan.sharded:
+            shard = ShardProgress(index=self.plan.index, attempts_done=self.own_done,
+                                  attempts_total=len(self.own_ids), phase=phase)
         return ProgressEvent(
             phase=phase,
-            attempts_done=self.done,
-            attempts_total=total,
-            progress=100 if phase is Phase.SUCCEEDED else percent(self.done, total),
+            attempts_done=done,
+            attempts_total=shown_total,
+            attempts_resumed=self.resumed,
+            attempts_rerendered=self.rerendered,
+            shard=shard,
+            progress=100 if phase is Phase.SUCCEEDED else percent(done, shown_total),
             message=message,
             **extra,
         )
 
-    def _emit(self, phase: Phase, message: str = "", **extra: Any) -> None:
+    def emit(self, phase: Phase, message: str = "", **extra: Any) -> None:
         self.phase = phase
         self.ctx.sink.emit(self._event(phase, message, **extra))
 
     def _outcome(self, phase: Phase, message: str, artifact: Artifact | None = None) -> JobOutcome:
+        event = self._event(phase)
         return JobOutcome(
             phase=phase,
             message=message,
-            attempts_done=self.done,
-            attempts_total=len(self.attemptids),
+            attempts_done=event.attempts_done,
+            attempts_total=event.attempts_total,
+            attempts_resumed=self.resumed,
+            attempts_rerendered=self.rerendered,
             duration_sec=round(time.monotonic() - self.started, 3),
             artifact=artifact,
         )
@@ -177,20 +195,30 @@ class _JobRun:
         except TimeoutError:
             message = (
                 f"job runtime limit of {self.settings.request_timeout_sec:g} s reached "
-                f"({self.phase}, {self.done}/{len(self.attemptids)} attempts)"
+                f"({self.phase}, {self._event(self.phase).attempts_done}/"
+                f"{self._event(self.phase).attempts_total} attempts)"
             )
-            await self._final_status(JobStatus.TIMEOUT)
-            self._emit(Phase.TIMED_OUT, message, moodle_status=str(JobStatus.TIMEOUT))
-            return self._outcome(Phase.TIMED_OUT, message)
+            return await self._failed(Phase.TIMED_OUT, JobStatus.TIMEOUT, message)
         except Exception as exc:  # every failure ends in FAILED at Moodle and a clear message
             message = _one_line(exc)
             log.error("job failed", extra={"fields": {"error": message}})
-            await self._final_status(JobStatus.FAILED)
-            self._emit(Phase.FAILED, message, moodle_status=str(JobStatus.FAILED))
-            return self._outcome(Phase.FAILED, message)
+            return await self._failed(Phase.FAILED, JobStatus.FAILED, message)
+        if artifact is None:
+            message = (f"shard {self.plan.index} of {self.plan.count}: "
+                       f"{self.own_done} attempts checkpointed")
+            self.emit(Phase.SUCCEEDED, message)
+            return self._outcome(Phase.SUCCEEDED, message)
         message = f"Moodle accepted {artifact.name} ({artifact.size} bytes)"
-        self._emit(Phase.SUCCEEDED, message, artifact=artifact)
+        self.all_done = len(self.attemptids)
+        self.emit(Phase.SUCCEEDED, message, artifact=artifact)
         return self._outcome(Phase.SUCCEEDED, message, artifact)
+
+    async def _failed(self, phase: Phase, status: JobStatus, message: str) -> JobOutcome:
+        if self.plan.sharded:  # the other shards stop too
+            await asyncio.to_thread(self.jobdir.record_failure, self.plan.index, message)
+        await self._final_status(status)
+        self.emit(phase, message, moodle_status=str(status))
+        return self._outcome(phase, message)
 
     async def _final_status(self, status: JobStatus) -> None:
         # Bounded: the token may already be gone (Moodle deletes it on its own final states).
@@ -201,22 +229,28 @@ class _JobRun:
 
     # --- the job -------------------------------------------------------------------------------
 
-    async def _archive(self) -> Artifact:
-        await self._start()
-        writer = ArchiveWriter(self.zip_path, self.settings.zip_compression_algo)
-        try:
-            if self.attemptids:
-                await self._attempts(writer)
-                if self.task.attempts and self.task.attempts.fetch_metadata:
-                    await self._metadata(writer)
-            for backup in self.task.backups:
-                await self._backup(writer, backup)
-        finally:
-            writer.close()
-        return await self._upload()
+    async def _archive(self) -> Artifact | None:
+        """The archive Moodle accepted, or None for a non-zero shard that did its part."""
+        finisher = Finisher(self, self.jobdir.checkpoints, self.ctx.keep_archive)
+        if (artifact := finisher.already_uploaded()) is not None:
+            self.all_done = len(self.attemptids)
+            return artifact if self.plan.is_finisher else None
+        if (failure := self.jobdir.failure()) is not None:
+            raise JobFailed(f"shard {failure.shard_index} failed: {failure.message}")
+        if self.plan.is_finisher:
+            await self._start()
+        await self._resume()
+        await RenderStage(self, self.store, self._attempt_done).render(
+            [a for a in self.own_ids if a not in self.entries]
+        )
+        if not self.plan.is_finisher:
+            return None
+        if self.plan.sharded:
+            await self._gather_shards()
+        return await finisher.finish(self.attemptids, self.entries)
 
     async def _start(self) -> None:
-        self._emit(Phase.RUNNING, "starting")
+        self.emit(Phase.RUNNING, "starting")
         while True:
             answer = await asyncio.to_thread(self.api.update_status, JobStatus.RUNNING, 0)
             self.limiter.touch()
@@ -231,7 +265,7 @@ class _JobRun:
                 )
             await asyncio.sleep(RACE_RETRY_SEC)
 
-    async def _race_retry(self, fn: Any, *args: Any) -> Any:
+    async def race_retry(self, fn: Any, *args: Any) -> Any:
         """Retry while Moodle has not inserted the job row yet (spec 4.6), then fail fast."""
         while True:
             try:
@@ -248,209 +282,81 @@ class _JobRun:
             self.job_seen = True
             return result
 
-    # --- attempts ------------------------------------------------------------------------------
+    # --- checkpoints and shards ----------------------------------------------------------------
 
-    async def _attempts(self, writer: ArchiveWriter) -> None:
-        from .render import Renderer  # Playwright only where rendering happens
+    async def _resume(self) -> None:
+        """Trust what earlier pods checkpointed for this shard's attempts; drop what is corrupt."""
+        await asyncio.to_thread(self.store.open)
+        verified = await asyncio.to_thread(self.store.verify, self.own_ids)
+        if verified.corrupt:
+            await asyncio.to_thread(self.store.discard, verified.corrupt)
+        self.entries.update(verified.entries)
+        self.resumed += len(verified.entries)
+        self.rerendered += len(verified.corrupt)
+        self.all_done = await asyncio.to_thread(self._count_all)
+        todo = len(self.own_ids) - self.own_done
+        if verified.entries or verified.corrupt:
+            self.emit(Phase.RUNNING, f"resuming: {len(verified.entries)} attempts checkpointed, "
+                      f"{len(verified.corrupt)} corrupt, {todo} to render")
+        elif todo:
+            self.emit(Phase.RUNNING, f"rendering {todo} attempts")
 
-        attempts = self.task.attempts
-        assert attempts is not None
-        if self.settings.pdfa_conversion:
-            await asyncio.to_thread(self._check_ghostscript)
-        concurrency = self.settings.attempt_concurrency
-        window = 2 * concurrency  # started but not yet in the ZIP: bounds the scratch space
-        work = asyncio.Semaphore(concurrency)
-        allocator = FolderAllocator()
-        self._emit(Phase.RUNNING, f"rendering {len(self.attemptids)} attempts")
+    def _count_all(self) -> int:
+        if not self.plan.sharded:
+            return self.own_done
+        return len(self.counter.done() | self.entries.keys())
 
-        async with Renderer(self.settings) as renderer:
+    async def _attempt_done(self, entry: CheckpointEntry) -> None:
+        self.entries[entry.attemptid] = entry
+        if self.plan.is_finisher:  # the other shards' manifests are read incrementally
+            self.all_done = await asyncio.to_thread(self._count_all)
+        self.emit(Phase.RUNNING, f"attempt {self.own_done} of {len(self.own_ids)} checkpointed")
+        await self._moodle_progress()
 
-            async def one(attemptid: int) -> _AttemptFiles:
-                async with work:
-                    return await self._process_attempt(attemptid, renderer)
-
-            tasks: list[asyncio.Task[_AttemptFiles]] = []
-            try:
-                for index in range(len(self.attemptids)):
-                    while len(tasks) < min(len(self.attemptids), index + window):
-                        tasks.append(asyncio.create_task(one(self.attemptids[len(tasks)])))
-                    result = await _first_failure_or(tasks[index], tasks[index + 1 :])
-                    await asyncio.to_thread(self._commit_attempt, writer, allocator, result)
-                    await self._attempt_done()
-            finally:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _check_ghostscript(self) -> None:
-        from .pdf_postprocess import PdfaError, check_ghostscript
-
-        gs = self.settings.ghostscript_binary()
-        if gs is None:
-            raise JobFailed("PDF/A conversion is on but Ghostscript (gs) is not installed")
-        try:
-            check_ghostscript(gs)
-        except PdfaError as exc:
-            raise JobFailed(f"PDF/A conversion is on but Ghostscript fails: {exc}") from None
-
-    async def _process_attempt(self, attemptid: int, renderer: Any) -> _AttemptFiles:
-        attempts = self.task.attempts
-        assert attempts is not None
-        report = await self._race_retry(self.api.generate_attempt_report, attemptid)
-        folder = self.scratch / f"attempt-{attemptid}"
-        folder.mkdir()
-        result = _AttemptFiles(attemptid, report.foldername, report.filename)
-        pdf = folder / "report.pdf"
-        async with self.renders:
-            await renderer.render_pdf(report.report, self.task.moodle.base_url, pdf,
-                                      attempts.paper_format)
-        async with self.postprocessing:
-            await asyncio.to_thread(self._postprocess_pdf, pdf)
-        result.files.append((f"{report.filename}.pdf", pdf))
-        if attempts.keep_html_files:
-            html = folder / "report.html"
-            await asyncio.to_thread(html.write_text, report.report, "utf-8")
-            result.files.append((f"{report.filename}.html", html))
-        if attempts.fetch_attachments:
-            cap = min(
-                self.settings.question_attachment_download_max_filesize_bytes,
-                self.settings.download_max_filesize_bytes,
-            )
-            seen: set[tuple[int, str]] = set()
-            for attachment in report.attachments:
-                key = (attachment.slot, attachment.filename)
-                if key in seen:
-                    raise JobFailed(
-                        f"attempt {attemptid}: Moodle listed attachment {attachment.filename!r} "
-                        f"of slot {attachment.slot} twice"
-                    )
-                seen.add(key)
-                local = folder / "attachments" / str(attachment.slot) / attachment.filename
-                await asyncio.to_thread(
-                    self.client.download,
-                    attachment.downloadurl,
-                    local,
-                    max_bytes=cap,
-                    expected_sha1=attachment.contenthash,
-                )
-                result.files.append(
-                    (f"attachments/{attachment.slot}/{attachment.filename}", local)
-                )
-        return result
-
-    def _postprocess_pdf(self, pdf: Path) -> None:
-        attempts = self.task.attempts
-        assert attempts is not None
-        if attempts.image_optimize is None and not self.settings.pdfa_conversion:
-            return
-        from .pdf_postprocess import convert_to_pdfa, optimize_images
-
-        if attempts.image_optimize is not None:
-            optimize_images(pdf, attempts.image_optimize)
-        if self.settings.pdfa_conversion:
-            gs = self.settings.ghostscript_binary()
-            assert gs is not None
-            convert_to_pdfa(pdf, gs, self.settings.pdfa_conversion_timeout_sec, VERSION)
-
-    def _commit_attempt(
-        self, writer: ArchiveWriter, allocator: FolderAllocator, result: _AttemptFiles
-    ) -> None:
-        folder = allocator.allocate(result.foldername, result.attemptid)
-        base = f"attempts/{folder}"
-        for name, path in result.files:
-            writer.add_file(f"{base}/{name}", path)
-        self.paths[result.attemptid] = f"{base}/{result.filename}"
-        shutil.rmtree(self.scratch / f"attempt-{result.attemptid}", ignore_errors=True)
-
-    async def _attempt_done(self) -> None:
-        self.done += 1
-        self._emit(Phase.RUNNING, f"attempt {self.done} of {len(self.attemptids)} archived")
-        if self.limiter.due() and self.done < len(self.attemptids):
+    async def _moodle_progress(self) -> None:
+        total = len(self.attemptids)
+        if self.plan.is_finisher and self.limiter.due() and self.all_done < total:
             self.limiter.touch()
-            progress = percent(self.done, len(self.attemptids))
-            await asyncio.to_thread(self.api.update_status, JobStatus.RUNNING, progress)
-
-    async def _metadata(self, writer: ArchiveWriter) -> None:
-        rows = await asyncio.to_thread(self.api.get_attempts_metadata, self.attemptids)
-        data = build_metadata_csv(rows, self.paths)
-        await asyncio.to_thread(writer.add_bytes, "attempts_metadata.csv", data)
-
-    # --- backups -------------------------------------------------------------------------------
-
-    async def _backup(self, writer: ArchiveWriter, backup: BackupTask) -> None:
-        name = f"backups/{backup.filename}"
-        if self.settings.demo_mode:
-            text = b"Backups are not included in archives made in demo mode.\n"
-            await asyncio.to_thread(writer.add_bytes, name, text)
-            return
-        await self._wait_for_backup(backup)
-        cap = min(
-            self.settings.backup_download_max_filesize_bytes,
-            self.settings.download_max_filesize_bytes,
-        )
-        url = backup.file_download_url
-        content_type, length = await asyncio.to_thread(self.client.head, url)
-        if content_type != BACKUP_CONTENT_TYPE:
-            raise JobFailed(
-                f"backup {backup.filename}: Moodle served {content_type or 'no content type'}, "
-                f"expected {BACKUP_CONTENT_TYPE}"
+            await asyncio.to_thread(
+                self.api.update_status, JobStatus.RUNNING, percent(self.all_done, total)
             )
-        if length is not None and length > cap:
-            raise JobFailed(
-                f"backup {backup.filename}: {length} bytes exceed the limit of {cap} bytes"
-            )
-        self._emit(self.phase, f"downloading backup {backup.filename}")
-        local = self.scratch / "backups" / backup.filename
-        await asyncio.to_thread(self.client.download, url, local, max_bytes=cap)
-        await asyncio.to_thread(writer.add_file, name, local)
-        local.unlink(missing_ok=True)
 
-    async def _wait_for_backup(self, backup: BackupTask) -> None:
-        announced = False
+    async def _gather_shards(self) -> None:
+        """Wait for the other shards, then verify their checkpoints (re-rendering bad ones)."""
+        total = len(self.attemptids)
+        last = -1
+
+        def progress(done: int) -> None:
+            nonlocal last
+            self.all_done = len(self.counter.done() | self.entries.keys())
+            if done != last:
+                last = done
+                self.emit(Phase.RUNNING, f"waiting for the other shards: {self.all_done} of "
+                          f"{total} attempts checkpointed")
+
         while True:
-            status = await self._race_retry(self.api.get_backup_status, backup.backupid)
-            if status == BackupStatus.SUCCESS:
+            waiting = wait_for_shards(self.jobdir, self.counter, total,
+                                      self.ctx.shard_poll_sec, progress)
+            progress_task = asyncio.create_task(self._progress_while_waiting())
+            try:
+                await waiting
+            finally:
+                progress_task.cancel()
+            others = [a for a in self.attemptids if a not in self.entries]
+            verified = await asyncio.to_thread(self.store.verify, others)
+            self.entries.update(verified.entries)
+            missing = [a for a in others if a not in verified.entries]
+            if not missing:
                 return
-            if status == BackupStatus.PENDING:
-                if not announced:
-                    announced = True
-                    await asyncio.to_thread(self.api.update_status, JobStatus.WAITING_FOR_BACKUP)
-                    self.limiter.touch()
-                    self._emit(Phase.WAITING_FOR_BACKUP, f"waiting for backup {backup.filename}",
-                               moodle_status=str(JobStatus.WAITING_FOR_BACKUP))
-                await asyncio.sleep(self.settings.backup_status_retry_sec)
-                continue
-            if status == BackupStatus.FAILED:
-                raise JobFailed(f"Moodle reports that backup {backup.filename} failed")
-            raise JobFailed(f"backup {backup.filename}: Moodle answered {status}")
+            # Recorded by a shard that has finished, but torn or corrupt: render them here.
+            await asyncio.to_thread(self.store.discard, missing)
+            self.rerendered += len(missing)
+            await RenderStage(self, self.store, self._attempt_done).render(missing)
 
-    # --- upload --------------------------------------------------------------------------------
-
-    async def _upload(self) -> Artifact:
-        await asyncio.to_thread(self.api.update_status, JobStatus.FINALIZING)
-        self._emit(Phase.FINALIZING, "uploading the archive",
-                   moodle_status=str(JobStatus.FINALIZING))
-        checksum = await asyncio.to_thread(sha256_file, self.zip_path)
-        artifact = Artifact(
-            name=self.task.archive_name, size=self.zip_path.stat().st_size, sha256=checksum
-        )
-        if self.ctx.keep_archive is not None:
-            await asyncio.to_thread(shutil.copyfile, self.zip_path, self.ctx.keep_archive)
-        uploaded = await asyncio.to_thread(self.client.upload, self.zip_path, artifact.name)
-        await asyncio.to_thread(self.api.process_uploaded_artifact, uploaded, checksum)
-        return artifact
-
-
-async def _first_failure_or(
-    wanted: asyncio.Task[T], others: list[asyncio.Task[Any]]
-) -> T:
-    """Await `wanted`, but raise at once if any of `others` fails first."""
-    pending: set[asyncio.Task[Any]] = {wanted, *others}
-    while True:
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is wanted or task.exception() is not None:
-                return await task if task is wanted else task.result()
+    async def _progress_while_waiting(self) -> None:
+        while True:
+            await asyncio.sleep(self.ctx.shard_poll_sec)
+            await self._moodle_progress()
 
 
 def _one_line(exc: BaseException) -> str:

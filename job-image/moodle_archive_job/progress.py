@@ -33,10 +33,25 @@ class Artifact(BaseModel):
     sha256: str
 
 
+class ShardProgress(BaseModel):
+    """One shard's own share of a sharded job (its slice of the attempts)."""
+
+    index: int
+    attempts_done: int = 0
+    attempts_total: int = 0
+    phase: Phase = Phase.RUNNING
+
+
 class ProgressEvent(BaseModel):
     phase: Phase
     attempts_done: int = 0
     attempts_total: int = 0
+    # Attempts taken from verified checkpoints of an earlier pod, and attempts whose
+    # checkpoint was found torn or corrupt and rendered again.
+    attempts_resumed: int = 0
+    attempts_rerendered: int = 0
+    # Set in sharded jobs; a non-zero shard's events describe only its own slice.
+    shard: ShardProgress | None = None
     progress: int = 0
     moodle_status: str | None = None
     message: str = ""

@@ -138,7 +138,9 @@ class RunnerSettings(BaseSettings):
     moodle_connect_timeout_sec: float = Field(default=10, gt=0)
     moodle_read_timeout_sec: float = Field(default=60, gt=0)
     moodle_transfer_timeout_sec: float = Field(default=1800, gt=0)
-    # Scratch directory for one job (an emptyDir in the pod); default: a fresh temp dir.
+    # Holds each job's persistent directory job-<jobid>/ (checkpoints, the ZIP being built):
+    # the pod's /work (emptyDir, or a work volume that lets a replacement pod resume);
+    # default: the system temp directory.
     work_dir: str | None = None
     # Memory for static page resources kept for the whole job (render/cache_policy.py); 0: off.
     asset_cache_mib: int = Field(default=64, ge=0, le=4096)

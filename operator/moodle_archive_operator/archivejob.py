@@ -144,11 +144,23 @@ class Artifact(_Crd):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
+class ShardStatus(_Crd):
+    """One shard's own slice of a sharded job (written by that shard's pod)."""
+
+    attempts_done: int | None = Field(default=None, ge=0)
+    attempts_total: int | None = Field(default=None, ge=0)
+    phase: str | None = None
+
+
 class ArchiveJobStatus(_Crd):
     phase: Phase | None = None
     progress: int | None = Field(default=None, ge=0, le=100)
     attempts_done: int | None = Field(default=None, ge=0)
     attempts_total: int | None = Field(default=None, ge=0)
+    # Written by the job pod: taken from verified checkpoints, and found corrupt and re-rendered.
+    attempts_resumed: int | None = Field(default=None, ge=0)
+    attempts_rerendered: int | None = Field(default=None, ge=0)
+    shards: dict[str, ShardStatus] | None = None
     message: str | None = None
     moodle_status: str | None = None
     # Written only by the job pod (its ProgressSink): Running ... Succeeded/Failed/TimedOut.

@@ -22,6 +22,7 @@ from moodle_archive_operator.archivejob import (
     AttemptsSpec,
     BackupSpec,
     MoodleSpec,
+    ShardStatus,
     build_archivejob,
     build_event,
     build_token_secret,
@@ -150,6 +151,7 @@ def _aliases(model: type[BaseModel]) -> set[str]:
         (("spec", "attempts"), AttemptsSpec),
         (("spec", "backups", "items"), BackupSpec),
         (("status",), ArchiveJobStatus),
+        (("status", "shards", "additionalProperties"), ShardStatus),
     ],
 )
 def test_crd_schema_and_models_agree(
@@ -157,7 +159,8 @@ def test_crd_schema_and_models_agree(
 ) -> None:
     schema = _version(crd)["schema"]["openAPIV3Schema"]
     for key in path:
-        schema = schema[key] if key == "items" else schema["properties"][key]
+        nested = key in ("items", "additionalProperties")
+        schema = schema[key] if nested else schema["properties"][key]
     assert _properties(schema) == _aliases(model)
     required = {a for n, f in model.model_fields.items() if f.is_required() for a in [f.alias or n]}
     assert set(schema.get("required", [])) == required

@@ -75,7 +75,8 @@ def test_patch_holds_only_the_fields_the_pod_owns() -> None:
     patch = status_patch(event(Phase.SUCCEEDED, 4, message="done", artifact=artifact))
     assert patch == {"status": {
         "runnerPhase": "Succeeded", "progress": 100, "attemptsDone": 4, "attemptsTotal": 4,
-        "message": "done", "artifact": {"name": "a.zip", "size": 10, "sha256": "ab" * 32},
+        "attemptsResumed": 0, "attemptsRerendered": 0, "message": "done",
+        "artifact": {"name": "a.zip", "size": 10, "sha256": "ab" * 32},
     }}  # fmt: skip
     assert status_patch(event(Phase.RUNNING, 1))["status"]["moodleStatus"] == "RUNNING"
     failed = status_patch(event(Phase.FAILED, 1, moodle_status="FAILED", message="x"))
