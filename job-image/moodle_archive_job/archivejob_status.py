@@ -75,6 +75,8 @@ def status_patch(event: ProgressEvent) -> dict[str, Any]:
             "attemptsDone": max(0, event.shard.attempts_done),
             "attemptsTotal": max(0, event.shard.attempts_total),
             "phase": event.shard.phase.value,
+            "attemptsResumed": max(0, event.shard.attempts_resumed),
+            "attemptsRerendered": max(0, event.shard.attempts_rerendered),
         }}
         if event.shard.index != 0:
             return {"status": {"shards": shards}}

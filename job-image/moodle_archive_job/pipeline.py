@@ -157,7 +157,9 @@ class _JobRun:
         shard = None
         if self.plan.sharded:
             shard = ShardProgress(index=self.plan.index, attempts_done=self.own_done,
-                                  attempts_total=len(self.own_ids), phase=phase)
+                                  attempts_total=len(self.own_ids), phase=phase,
+                                  attempts_resumed=self.resumed,
+                                  attempts_rerendered=self.rerendered)
         return ProgressEvent(
             phase=phase,
             attempts_done=done,
@@ -237,9 +239,9 @@ class _JobRun:
             return artifact if self.plan.is_finisher else None
         if (failure := self.jobdir.failure()) is not None:
             raise JobFailed(f"shard {failure.shard_index} failed: {failure.message}")
+        await self._resume()
         if self.plan.is_finisher:
             await self._start()
-        await self._resume()
         await RenderStage(self, self.store, self._attempt_done).render(
             [a for a in self.own_ids if a not in self.entries]
         )
@@ -252,7 +254,8 @@ class _JobRun:
     async def _start(self) -> None:
         self.emit(Phase.RUNNING, "starting")
         while True:
-            answer = await asyncio.to_thread(self.api.update_status, JobStatus.RUNNING, 0)
+            progress = percent(self.all_done, len(self.attemptids))
+            answer = await asyncio.to_thread(self.api.update_status, JobStatus.RUNNING, progress)
             self.limiter.touch()
             if answer == "OK":
                 self.job_seen = True

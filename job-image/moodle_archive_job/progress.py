@@ -40,6 +40,8 @@ class ShardProgress(BaseModel):
     attempts_done: int = 0
     attempts_total: int = 0
     phase: Phase = Phase.RUNNING
+    attempts_resumed: int = 0
+    attempts_rerendered: int = 0
 
 
 class ProgressEvent(BaseModel):
@@ -86,10 +88,10 @@ class LogSink:
     """JSON log lines for non-interactive runs (a pod's log)."""
 
     def __init__(self) -> None:
-        self._last: tuple[Phase, int] | None = None
+        self._last: tuple[Phase, int, str] | None = None
 
     def emit(self, event: ProgressEvent) -> None:
-        key = (event.phase, event.attempts_done)
+        key = (event.phase, event.attempts_done, event.message)
         if key == self._last:
             return
         self._last = key

