@@ -2,9 +2,10 @@
 
 The pod's ServiceAccount may only `get`/`patch` `archivejobs/status` of its own
 ArchiveJob. This sink merge-patches `status.runnerPhase`, progress, attempts,
-message, `moodleStatus` and the artifact from a background thread, at most once
-per interval (phase changes and the final report go out at once), always sending
-the newest state. It never raises and never fails the job: an API server that
+message, `moodleStatus`, the artifact and a final status Moodle could not be told
+(`pendingMoodleStatus`, `pendingArtifact`: the operator redelivers it) from a background
+thread, at most once per interval (phase changes and the final report go out at once),
+always sending the newest state. It never raises and never fails the job: an API server that
 cannot be reached only costs status updates.
 
 Configured from the environment (the operator sets these on job pods):
@@ -95,6 +96,10 @@ def status_patch(event: ProgressEvent) -> dict[str, Any]:
     moodle_status = event.moodle_status or ("RUNNING" if event.phase is Phase.RUNNING else None)
     if moodle_status:
         status["moodleStatus"] = moodle_status
+    if event.pending_moodle_status:
+        status["pendingMoodleStatus"] = event.pending_moodle_status
+    if event.pending_artifact is not None:
+        status["pendingArtifact"] = event.pending_artifact.model_dump(by_alias=True)
     if event.artifact is not None:
         status["artifact"] = {
             "name": event.artifact.name,

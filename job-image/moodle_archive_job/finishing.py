@@ -18,10 +18,11 @@ from pydantic import BaseModel, ValidationError
 
 from .archive_writer import ArchiveWriter, sha256_file
 from .checkpoint import CheckpointEntry
+from .final_status import PendingArtifact, ProcessingUndelivered
 from .folders import FolderAllocator
 from .metadata_csv import build_metadata_csv
 from .moodle_api import BackupStatus, JobStatus
-from .moodle_client import UploadedFile
+from .moodle_client import MoodleServerError, MoodleUnreachable, UploadedFile
 from .progress import Artifact, Phase
 from .stage import JobFailed, JobRun
 from .task import BackupTask
@@ -176,9 +177,15 @@ class Finisher:
         else:
             self.run.emit(Phase.FINALIZING, "the archive was uploaded before a restart; "
                           "asking Moodle to process it", moodle_status=str(JobStatus.FINALIZING))
-        await asyncio.to_thread(
-            api.process_uploaded_artifact, pending.draft, pending.artifact.sha256
-        )
+        try:
+            await asyncio.to_thread(
+                api.process_uploaded_artifact, pending.draft, pending.artifact.sha256
+            )
+        except (MoodleUnreachable, MoodleServerError) as exc:
+            # No answer: Moodle may not have processed it. Whoever redelivers the call (the
+            # operator) finds out: a processed job's token is gone. Not retried here.
+            draft = PendingArtifact.of(pending.draft, pending.artifact.sha256)
+            raise ProcessingUndelivered(draft, exc) from None
         await asyncio.to_thread(
             self.jobdir.write_state,
             self.jobdir.uploaded_state,

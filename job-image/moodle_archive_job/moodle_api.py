@@ -155,19 +155,23 @@ class MoodleApi(ABC):
 
     # Calls ----------------------------------------------------------------------------------
 
-    def update_status(self, status: JobStatus, progress: int | None = None) -> str | None:
-        """Tell Moodle the job's status. Never raises: failures are logged (spec 3.3)."""
-        try:
-            data = self.client.call(self.status_function, self._status_params(status, progress))
-        except MoodleError as exc:
-            log.warning("status update failed", extra={"fields": {
-                "status": str(status), "error": str(exc)}})
-            return None
+    def send_status(self, status: JobStatus, progress: int | None = None) -> str:
+        """Tell Moodle the job's status; its answer (`OK`, `E_*`). Raises MoodleError."""
+        data = self.client.call(self.status_function, self._status_params(status, progress))
         answer = str(data.get("status")) if isinstance(data, dict) else "invalid answer"
         if answer != "OK":
             log.warning("Moodle refused the status update", extra={"fields": {
                 "status": str(status), "answer": answer}})
         return answer
+
+    def update_status(self, status: JobStatus, progress: int | None = None) -> str | None:
+        """Tell Moodle the job's status. Never raises: failures are logged (spec 3.3)."""
+        try:
+            return self.send_status(status, progress)
+        except MoodleError as exc:
+            log.warning("status update failed", extra={"fields": {
+                "status": str(status), "error": str(exc)}})
+            return None
 
     def generate_attempt_report(self, attemptid: int) -> AttemptReport:
         attempts = self.task.attempts

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from .checkpoint import CheckpointEntry, CheckpointStore, ManifestCounter
+from .final_status import UNREACHABLE, ProcessingUndelivered, Verdict, deliver, verdict
 from .finishing import Finisher
 from .jobdir import JobDir
 from .logs import redact, register_secret
@@ -201,6 +202,13 @@ class _JobRun:
                 f"{self._event(self.phase).attempts_total} attempts)"
             )
             return await self._failed(Phase.TIMED_OUT, JobStatus.TIMEOUT, message)
+        except ProcessingUndelivered as exc:
+            # In Moodle's draft area, not processed: FAILED would throw the upload away.
+            message = _one_line(exc)
+            log.error("job failed", extra={"fields": {"error": message}})
+            self.emit(Phase.FAILED, message, pending_moodle_status=str(JobStatus.FINISHED),
+                      pending_artifact=exc.artifact)
+            return self._outcome(Phase.FAILED, message)
         except Exception as exc:  # every failure ends in FAILED at Moodle and a clear message
             message = _one_line(exc)
             log.error("job failed", extra={"fields": {"error": message}})
@@ -218,16 +226,22 @@ class _JobRun:
     async def _failed(self, phase: Phase, status: JobStatus, message: str) -> JobOutcome:
         if self.plan.sharded:  # the other shards stop too
             await asyncio.to_thread(self.jobdir.record_failure, self.plan.index, message)
-        await self._final_status(status)
-        self.emit(phase, message, moodle_status=str(status))
+        told = await self._final_status(status)
+        self.emit(phase, message, **told)
         return self._outcome(phase, message)
 
-    async def _final_status(self, status: JobStatus) -> None:
-        # Bounded: the token may already be gone (Moodle deletes it on its own final states).
+    async def _final_status(self, status: JobStatus) -> dict[str, str]:
+        """Tell Moodle; the event fields saying whether it heard (`moodle_status`) or whoever
+        holds the token must still tell it (`pending_moodle_status`: the operator will)."""
         try:
-            await asyncio.wait_for(asyncio.to_thread(self.api.update_status, status), timeout=30)
+            answer = await asyncio.wait_for(asyncio.to_thread(deliver, self.api, status), 30)
         except TimeoutError:
-            log.warning("could not tell Moodle the final status in time")
+            answer = UNREACHABLE
+        if verdict(answer) is Verdict.RETRY:
+            log.warning("could not tell Moodle the final status; left to the operator",
+                        extra={"fields": {"status": str(status), "answer": answer}})
+            return {"pending_moodle_status": str(status)}
+        return {"moodle_status": str(status)}
 
     # --- the job -------------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from typing import Protocol, TextIO
 
 from pydantic import BaseModel
 
+from .final_status import PendingArtifact
+
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +58,9 @@ class ProgressEvent(BaseModel):
     shard: ShardProgress | None = None
     progress: int = 0
     moodle_status: str | None = None
+    # A final status the runner could not deliver (FINISHED: the upload's processing call).
+    pending_moodle_status: str | None = None
+    pending_artifact: PendingArtifact | None = None
     message: str = ""
     artifact: Artifact | None = None
 

@@ -4,20 +4,23 @@
 these models mirror it (a unit test keeps the two in step). Nothing here talks to
 the API server: the gateway and the operator send what these functions build.
 The token never enters an ArchiveJob; it lives in the Secret built by
-`build_token_secret`, owned by the ArchiveJob.
+`build_token_secret`, which names its ArchiveJob (uid label, name annotation) but is not
+owned by it: it must outlive a deleted ArchiveJob until Moodle has been told (it carries
+the `DeliveryFacts` for that), and the operator deletes it.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic.alias_generators import to_camel
 
+from moodle_archive_job.final_status import PendingArtifact
 from moodle_archive_job.task import (
     ArchiveTask,
     AttemptsTask,
@@ -37,6 +40,11 @@ LABEL_JOB_ID = f"{GROUP}/job-id"
 LABEL_PROTOCOL = f"{GROUP}/protocol"
 # Set to "true" by the operator once an ArchiveJob is final; lets readers list only live jobs.
 LABEL_FINISHED = f"{GROUP}/finished"
+# On per-job objects and token Secrets: the ArchiveJob's uid (label) and name (annotation).
+LABEL_ARCHIVEJOB_UID = f"{GROUP}/archivejob-uid"
+ANNOTATION_ARCHIVEJOB = f"{GROUP}/archivejob"
+# On token Secrets: the DeliveryFacts, JSON.
+ANNOTATION_DELIVERY = f"{GROUP}/moodle-delivery"
 APP_NAME = "moodle-archiver"
 PART_OF = "moodle-archive-operator"
 SECRET_TOKEN_KEY = "token"  # noqa: S105 - the key name, not a secret
@@ -165,6 +173,12 @@ class ArchiveJobStatus(_Crd):
     shards: dict[str, ShardStatus] | None = None
     message: str | None = None
     moodle_status: str | None = None
+    # A final status Moodle has not been told yet (the job pod or the operator writes it;
+    # the operator clears it once delivered or given up). FINISHED: process pending_artifact.
+    pending_moodle_status: Literal["FAILED", "TIMEOUT", "FINISHED"] | None = None
+    pending_artifact: PendingArtifact | None = None
+    moodle_delivery_attempts: int | None = Field(default=None, ge=0)
+    last_moodle_delivery_time: datetime | None = None
     # Written only by the job pod (its ProgressSink): Running ... Succeeded/Failed/TimedOut.
     runner_phase: str | None = None
     job_name: str | None = None
@@ -317,12 +331,64 @@ def owner_reference(archivejob: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class DeliveryFacts(_Crd):
+    """What telling Moodle an ArchiveJob's end needs besides the token (nothing secret).
+
+    Kept on the token Secret, so the end can still be delivered after the ArchiveJob is
+    gone. `deadline` is when Moodle invalidates the token: the ArchiveJob's creation plus
+    its timeout (Moodle's own job timeout, counted from the task's creation, is the same
+    setting on a consistent site).
+    """
+
+    archivejob: str
+    archivejob_uid: str
+    protocol: Protocol
+    moodle: MoodleSpec
+    job_id: str
+    task_id: int | None = None
+    deadline: datetime | None = None
+
+    @classmethod
+    def of(cls, archivejob: dict[str, Any]) -> DeliveryFacts:
+        meta, spec = archivejob["metadata"], archivejob["spec"]
+        return cls(
+            archivejob=meta["name"],
+            archivejob_uid=meta["uid"],
+            protocol=spec["protocol"],
+            moodle=spec["moodle"],
+            job_id=spec["jobId"],
+            task_id=spec.get("taskId"),
+            deadline=token_deadline(archivejob),
+        )
+
+    def task(self) -> ArchiveTask:
+        """A task that addresses this job's status and artifact calls (nothing else)."""
+        return ArchiveTask(
+            protocol=self.protocol,
+            moodle=self.moodle.model_dump(),
+            archive_filename="archive",
+            taskid=self.task_id,
+        )
+
+
+def token_deadline(archivejob: dict[str, Any]) -> datetime | None:
+    created = archivejob["metadata"].get("creationTimestamp")
+    seconds = archivejob["spec"].get("timeoutSeconds")
+    if not created or not seconds:
+        return None
+    when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    return when + timedelta(seconds=int(seconds))
+
+
 def build_token_secret(
     archivejob: dict[str, Any], token: SecretStr, namespace: str
 ) -> dict[str, Any]:
-    """The token Secret of a created ArchiveJob, owned by it (garbage-collected with it)."""
+    """The token Secret of a created ArchiveJob: labelled with its uid, not owned by it."""
     spec = archivejob["spec"]
     job_id = spec["jobId"]
+    labels = common_labels(job_id, "token")
+    labels[LABEL_ARCHIVEJOB_UID] = str(archivejob["metadata"]["uid"])
+    facts = DeliveryFacts.of(archivejob)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -331,8 +397,11 @@ def build_token_secret(
         "metadata": {
             "name": spec["tokenSecretName"],
             "namespace": namespace,
-            "labels": common_labels(job_id, "token"),
-            "ownerReferences": [owner_reference(archivejob)],
+            "labels": labels,
+            "annotations": {
+                ANNOTATION_ARCHIVEJOB: archivejob["metadata"]["name"],
+                ANNOTATION_DELIVERY: facts.model_dump_json(by_alias=True, exclude_none=True),
+            },
         },
         "stringData": {SECRET_TOKEN_KEY: token.get_secret_value()},
     }

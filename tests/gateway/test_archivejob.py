@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,17 @@ from pydantic import BaseModel, SecretStr
 from moodle_archive_job.request_parsing import parse_archive_request
 from moodle_archive_job.task import Protocol
 from moodle_archive_operator.archivejob import (
+    ANNOTATION_ARCHIVEJOB,
+    ANNOTATION_DELIVERY,
     API_VERSION,
+    LABEL_ARCHIVEJOB_UID,
     LABEL_JOB_ID,
     ArchiveJob,
     ArchiveJobSpec,
     ArchiveJobStatus,
     AttemptsSpec,
     BackupSpec,
+    DeliveryFacts,
     MoodleSpec,
     ShardStatus,
     build_archivejob,
@@ -90,17 +95,27 @@ def test_manifest_names_and_labels() -> None:
     assert spec["protocol"] == "quiz_archiver/v7" and spec["cancelRequested"] is False
 
 
-def test_token_secret_is_owned_by_its_archivejob() -> None:
+def test_token_secret_names_its_archivejob_and_carries_the_delivery_facts() -> None:
     task = parse_archive_request(v1_body(), Protocol.ARCHIVINGMOD_QUIZ_V1).task
     created = _created(build_archivejob(spec_from_task(task, new_job_id(), 60), "jobs"))
+    created["metadata"]["creationTimestamp"] = "2026-01-01T12:00:00Z"
     secret = build_token_secret(created, SecretStr(TOKEN), "jobs")
     assert secret["type"] == "Opaque" and secret["immutable"] is True
     assert secret["stringData"] == {"token": TOKEN}
-    assert secret["metadata"]["name"] == created["spec"]["tokenSecretName"]
-    (owner,) = secret["metadata"]["ownerReferences"]
-    assert owner["uid"] == created["metadata"]["uid"] and owner["controller"] is True
-    assert owner["kind"] == "ArchiveJob" and owner["apiVersion"] == API_VERSION
-    assert secret["metadata"]["labels"][LABEL_JOB_ID] == created["spec"]["jobId"]
+    meta = secret["metadata"]
+    assert meta["name"] == created["spec"]["tokenSecretName"]
+    # Not owned: it must outlive a deleted ArchiveJob until Moodle has been told.
+    assert "ownerReferences" not in meta
+    assert meta["labels"][LABEL_ARCHIVEJOB_UID] == created["metadata"]["uid"]
+    assert meta["annotations"][ANNOTATION_ARCHIVEJOB] == created["metadata"]["name"]
+    assert meta["labels"][LABEL_JOB_ID] == created["spec"]["jobId"]
+    annotation = meta["annotations"][ANNOTATION_DELIVERY]
+    assert TOKEN not in annotation and TOKEN not in json.dumps(meta)
+    facts = DeliveryFacts.model_validate_json(annotation)
+    assert facts.deadline == datetime(2026, 1, 1, 12, 1, tzinfo=UTC)  # created + 60 s
+    assert (facts.job_id, facts.task_id, facts.protocol) == (
+        created["spec"]["jobId"], task.taskid, Protocol.ARCHIVINGMOD_QUIZ_V1)  # fmt: skip
+    assert facts.task().moodle == task.moodle and facts.task().taskid == task.taskid
 
 
 def test_event_about_an_archivejob() -> None:

@@ -137,12 +137,11 @@ def test_plugin_requests_become_archivejobs_with_token_secrets(
     )
     assert secret.type == "Opaque" and secret.immutable is True
     assert base64.b64decode(secret.data["token"]).decode() == job.token
-    (owner,) = secret.metadata.owner_references
-    assert (owner.kind, owner.name, owner.uid) == (
-        "ArchiveJob",
-        obj["metadata"]["name"],
-        obj["metadata"]["uid"],
-    )
+    # Named by label and annotation, not owned: it outlives a deleted ArchiveJob (until the
+    # operator has told Moodle).
+    assert not secret.metadata.owner_references
+    assert secret.metadata.labels["moodlearchiver.io/archivejob-uid"] == obj["metadata"]["uid"]
+    assert secret.metadata.annotations["moodlearchiver.io/archivejob"] == obj["metadata"]["name"]
     status = requests.get(f"{gateway.url}/status/{job_id}", timeout=5).json()
     assert status == {"id": job_id, "status": "AWAITING_PROCESSING"}
     assert job_id in requests.get(f"{gateway.url}/status", timeout=5).json()["jobs_queued"]

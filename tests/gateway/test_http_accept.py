@@ -54,7 +54,10 @@ def test_accepted_task_becomes_an_archivejob_with_a_token_secret(
     assert spec.moodle.ws_url == task.moodle.ws_url
     secret = kube.secrets[spec.token_secret_name]
     assert secret["stringData"] == {"token": TOKEN}
-    assert secret["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+    # Named by label, not owned: it outlives a deleted ArchiveJob until Moodle is told.
+    uid_label = secret["metadata"]["labels"]["moodlearchiver.io/archivejob-uid"]
+    assert uid_label == obj["metadata"]["uid"]
+    assert "ownerReferences" not in secret["metadata"]
     (event,) = kube.events
     assert event["reason"] == "Accepted" and event["involvedObject"]["name"] == f"archive-{job_id}"
 

@@ -18,8 +18,10 @@ from moodle_archive_job.archivejob_status import (
     sink_from_env,
     status_patch,
 )
+from moodle_archive_job.final_status import PendingArtifact
 from moodle_archive_job.logs import redact
 from moodle_archive_job.progress import Artifact, Phase, ProgressEvent
+from moodle_archive_operator.archivejob import ArchiveJobStatus
 
 
 class FakeApiServer:
@@ -82,6 +84,25 @@ def test_patch_holds_only_the_fields_the_pod_owns() -> None:
     failed = status_patch(event(Phase.FAILED, 1, moodle_status="FAILED", message="x"))
     assert failed["status"]["moodleStatus"] == "FAILED"
     assert "phase" not in failed["status"] and "conditions" not in failed["status"]
+
+
+def test_what_moodle_could_not_be_told_is_left_for_the_operator() -> None:
+    untold = status_patch(event(Phase.FAILED, 1, pending_moodle_status="FAILED", message="x"))
+    assert untold["status"]["pendingMoodleStatus"] == "FAILED"
+    assert "moodleStatus" not in untold["status"]
+    artifact = PendingArtifact(
+        component="user", contextid=18, userid=3, filearea="draft", filename="a.zip",
+        filepath="/", itemid=7, sha256="ab" * 32,
+    )  # fmt: skip
+    pending = status_patch(event(Phase.FAILED, 1, pending_moodle_status="FINISHED",
+                                 pending_artifact=artifact))["status"]  # fmt: skip
+    assert pending["pendingArtifact"] == {
+        "component": "user", "contextid": 18, "userid": 3, "filearea": "draft",
+        "filename": "a.zip", "filepath": "/", "itemid": 7, "sha256": "ab" * 32,
+    }  # fmt: skip
+    # The CRD keeps what the pod writes (a structural schema prunes unknown fields).
+    status = ArchiveJobStatus.model_validate(pending)
+    assert status.pending_artifact == artifact and status.pending_moodle_status == "FINISHED"
 
 
 def test_rate_limited_newest_state_wins_and_final_report_is_flushed(

@@ -12,6 +12,7 @@ from moodle_archive_operator.controller.sweeping import (
     history_to_delete,
     leftover_token_secrets,
     orphaned_children,
+    orphaned_token_secrets,
 )
 from moodle_archive_operator.controller.workqueue import KeyedLocks, WorkQueue
 from tests.operator.objects import T0, archivejob, job, stamp, token_secret
@@ -71,9 +72,12 @@ def test_history_keeps_the_newest_and_the_young() -> None:
 
 
 def test_orphans_and_leftover_token_secrets() -> None:
-    live, finished, gone = archivejob(), archivejob(), archivejob()
-    finished["metadata"]["labels"]["moodlearchiver.io/finished"] = "true"
-    owners = Owners.of([live, finished])
+    live, finished, owing, gone = archivejob(), archivejob(), archivejob(), archivejob()
+    for aj in (finished, owing):
+        aj["metadata"]["labels"]["moodlearchiver.io/finished"] = "true"
+        aj["status"] = {"phase": "Failed"}
+    owing["status"]["pendingMoodleStatus"] = "FAILED"
+    owners = Owners.of([live, finished, owing], [finished, owing])
     now = T0 + timedelta(minutes=10)
 
     def child(owner: dict, created=T0) -> dict:
@@ -86,11 +90,32 @@ def test_orphans_and_leftover_token_secrets() -> None:
     children = [child(live), child(finished), child(gone), young]
     assert orphaned_children(children, owners, now, 60) == names([child(gone)])
     secrets = []
-    for aj in (live, finished, gone):
+    for aj in (live, finished, owing, gone):
         s = token_secret(aj)
+        assert "ownerReferences" not in s["metadata"]  # it must outlive a deleted ArchiveJob
         s["metadata"]["creationTimestamp"] = stamp(T0)
         secrets.append(s)
-    assert leftover_token_secrets(secrets, owners, now, 60) == names(secrets[1:])
+    young_secret = token_secret(archivejob())
+    young_secret["metadata"]["creationTimestamp"] = stamp(now - timedelta(seconds=5))
+    # Deleted at once: the finished ArchiveJob's that owes Moodle nothing.
+    assert leftover_token_secrets([*secrets, young_secret], owners) == names([secrets[1]])
+    # Moodle first: the gone ArchiveJob's (not the one that may still be being created).
+    orphaned = orphaned_token_secrets([*secrets, young_secret], owners, now, 60)
+    assert names(orphaned) == names([secrets[3]])
+    # Old gateways' Secrets name their ArchiveJob by owner reference only.
+    legacy = token_secret(finished)
+    legacy["metadata"]["labels"].pop("moodlearchiver.io/archivejob-uid")
+    legacy["metadata"]["ownerReferences"] = [
+        {"kind": "ArchiveJob", "uid": finished["metadata"]["uid"]}
+    ]
+    assert leftover_token_secrets([legacy], owners) == names([legacy])
+
+
+def test_history_never_deletes_an_archivejob_that_owes_moodle() -> None:
+    owing = archivejob(status={"phase": "Failed", "completionTime": stamp(T0),
+                               "pendingMoodleStatus": "TIMEOUT"})  # fmt: skip
+    done = archivejob(status={"phase": "Failed", "completionTime": stamp(T0)})
+    assert history_to_delete([owing, done], T0 + timedelta(days=30), 0, 86400) == names([done])
 
 
 def test_work_queue_coalesces_and_reprocesses_changes_seen_while_busy() -> None:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 # The order conditions are listed in (the summary last, as Tekton and the Job API do).
-ORDER = ("Admitted", "PodScheduled", "PodRunning", "Uploaded", "Succeeded")
+ORDER = ("Admitted", "PodScheduled", "PodRunning", "Uploaded", "MoodleNotified", "Succeeded")
 
 
 def utc_now() -> datetime:

@@ -1,5 +1,6 @@
-"""Periodic housekeeping: ArchiveJob history limits, orphan sweep, expired work volumes,
-final-phase metrics."""
+"""Periodic housekeeping: ArchiveJob history limits, orphan sweep, token Secrets of gone
+ArchiveJobs (Moodle told first), expired work volumes, final-phase metrics, and a nudge for
+open delivery duties."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .conditions import utc_now
 from .kube import Kube, KubeError
 from .metrics import OperatorMetrics
 from .naming import CHILD_SELECTOR
+from .orphans import OrphanedTokens
 from .settings import OperatorSettings
 from .sweeping import (
     Owners,
@@ -20,6 +22,8 @@ from .sweeping import (
     history_to_delete,
     leftover_token_secrets,
     orphaned_children,
+    orphaned_token_secrets,
+    owes_moodle,
 )
 
 log = logging.getLogger("moodle_archive_operator.operator")
@@ -37,11 +41,15 @@ class Housekeeper:
         kube: Kube,
         settings: OperatorSettings,
         metrics: OperatorMetrics,
+        orphans: OrphanedTokens,
+        enqueue: Callable[[str], None],
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.metrics = metrics
+        self.orphans = orphans
+        self.enqueue = enqueue
         self.clock = clock
 
     async def run(self) -> None:
@@ -56,27 +64,34 @@ class Housekeeper:
         """One pass; returns what it deleted, by kind."""
         now = self.clock()
         deleted: dict[str, list[str]] = {}
-        finished = await self.kube.list("ArchiveJob", label_selector=f"{LABEL_FINISHED}=true")
-        self.metrics.set_final_phases((aj.get("status") or {}).get("phase", "") for aj in finished)
-        history = history_to_delete(
-            finished, now, self.settings.history_max_count, self.settings.history_max_age_sec
-        )
-        deleted["ArchiveJob"] = [n for n in history if await self.kube.delete("ArchiveJob", n)]
-
         # Dependents first, owners after: an owner is always created before its dependents,
         # so every dependent listed here has its owner in the later list, unless it is gone.
+        # Finished ArchiveJobs last: whether they still owe Moodle is at least that fresh.
         children = {
             kind: await self.kube.list_metadata(kind, label_selector=CHILD_SELECTOR)
             for kind in CHILD_KINDS
         }
         secrets = await self.kube.list_metadata("Secret", label_selector=TOKEN_SELECTOR)
-        owners = Owners.of(await self.kube.list_metadata("ArchiveJob"))
+        everyone = await self.kube.list_metadata("ArchiveJob")
+        finished = await self.kube.list("ArchiveJob", label_selector=f"{LABEL_FINISHED}=true")
+        owners = Owners.of(everyone, finished)
+        self.metrics.set_final_phases((aj.get("status") or {}).get("phase", "") for aj in finished)
+        history = history_to_delete(
+            finished, now, self.settings.history_max_count, self.settings.history_max_age_sec
+        )
+        deleted["ArchiveJob"] = [n for n in history if await self.kube.delete("ArchiveJob", n)]
         grace = self.settings.orphan_grace_sec
         for kind in CHILD_KINDS:
             doomed = orphaned_children(children[kind], owners, now, grace)
             deleted[kind] = [n for n in doomed if await self.kube.delete(kind, n)]
-        doomed = leftover_token_secrets(secrets, owners, now, grace)
+        doomed = leftover_token_secrets(secrets, owners)
         deleted["Secret"] = [n for n in doomed if await self.kube.delete("Secret", n)]
+        for secret in orphaned_token_secrets(secrets, owners, now, grace):
+            if await self.orphans.visit(secret):
+                deleted["Secret"].append(secret["metadata"]["name"])
+        for archivejob in finished:
+            if owes_moodle(archivejob):  # a net under lost wake-ups: the plan says when
+                self.enqueue(archivejob["metadata"]["name"])
         ttl = self.settings.ttl_seconds_after_finished
         if ttl is not None:
             claims = children["PersistentVolumeClaim"]

@@ -197,9 +197,12 @@ class Kube:
 
     # --- Secrets -------------------------------------------------------------------------------
 
+    async def get_metadata(self, kind: str, name: str) -> dict[str, Any] | None:
+        """An object as PartialObjectMetadata (for a Secret: without its data)."""
+        return await self._get_or_none(self._path(kind, name), accept=_METADATA_ONLY)
+
     async def secret_exists(self, name: str) -> bool:
-        found = await self._get_or_none(self._path("Secret", name), accept=_METADATA_ONLY)
-        return found is not None
+        return await self.get_metadata("Secret", name) is not None
 
     async def read_token(self, name: str) -> str | None:
         """The Moodle token in Secret `name` (None if the Secret or its key is gone)."""

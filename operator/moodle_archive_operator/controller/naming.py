@@ -10,7 +10,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from ..archivejob import APP_NAME, GROUP, LABEL_JOB_ID, PART_OF
+from ..archivejob import (
+    ANNOTATION_ARCHIVEJOB,
+    APP_NAME,
+    GROUP,
+    LABEL_ARCHIVEJOB_UID,
+    LABEL_JOB_ID,
+    PART_OF,
+)
 
 MANAGED_BY = "moodle-archiver-operator"
 COMPONENT = "archive-runner"
@@ -18,9 +25,8 @@ CONTAINER_NAME = "runner"
 
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_COMPONENT = "app.kubernetes.io/component"
-LABEL_ARCHIVEJOB_UID = f"{GROUP}/archivejob-uid"
-# Annotation (names can be longer than a label value may be) naming the owning ArchiveJob.
-ANNOTATION_ARCHIVEJOB = f"{GROUP}/archivejob"
+# LABEL_ARCHIVEJOB_UID and ANNOTATION_ARCHIVEJOB (names can be longer than a label value may
+# be: the owning ArchiveJob's name) come from the ArchiveJob module, shared with token Secrets.
 
 # Selects every object this operator makes for ArchiveJobs (and the pods of its Jobs).
 CHILD_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT}"

@@ -1,9 +1,10 @@
 """Reconciling one ArchiveJob: read it, its Job, pods and FailedCreate Events; decide; act.
 
 Called by the work queue one name at a time (and under that name's lock, which the
-admitter shares). Final states are reached once: the Job is stopped if needed,
-Moodle is told what the pod could not tell it, the status is patched, the token
-Secret is deleted at once and the ArchiveJob is labelled finished.
+admitter shares). Final states are reached once: the Job is stopped if needed, what
+Moodle must still be told becomes `pendingMoodleStatus`, the status is patched and the
+ArchiveJob is labelled finished. From then on every reconcile carries out the delivery
+duty (`duty`): the token Secret is deleted as soon as Moodle owes nothing more.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 from ..archivejob import LABEL_FINISHED, build_event
 from .conditions import find, parse_time, utc_now
 from .decide import Decision, EventSpec, Final, decide
+from .delivery import Duty
+from .duty import DeliveryDuty
 from .kube import Kube, KubeError
 from .metrics import OperatorMetrics
-from .moodle_notify import tell_moodle
 from .naming import child_name
 from .observe import Observation, observe, with_work_volume
 from .queueing import is_admitted, is_final
@@ -55,6 +57,7 @@ class Reconciler:
         self.clock = clock
         # Why admission holds a waiting ArchiveJob back for its Moodle host (the admitter's).
         self.host_busy = host_busy
+        self.duty = DeliveryDuty(kube, settings, metrics, self.post_events, clock)
 
     async def reconcile(self, name: str) -> None:
         archivejob = await self.kube.get("ArchiveJob", name)
@@ -62,7 +65,7 @@ class Reconciler:
             self.queue.forget(name)
             return
         if is_final(archivejob):
-            await self.clean_up(archivejob)
+            await self.settle(archivejob)
             return
         obs = await self._observe(archivejob)
         secret = True
@@ -128,24 +131,15 @@ class Reconciler:
         patch = dict(decision.patch)
         events = list(decision.events)
         if final.notify is not None:
-            answer = await tell_moodle(
-                self.kube, archivejob, final.notify, self.settings.moodle_notify_timeout_sec
-            )
-            self.metrics.moodle_notifications.labels(str(final.notify), answer).inc()
-            if answer == "OK":
-                patch["moodleStatus"] = str(final.notify)
-                events.append(EventSpec("Normal", "MoodleNotified", f"told Moodle {final.notify}"))
-            else:
-                why = f"could not tell Moodle {final.notify}: {answer}"
-                events.append(EventSpec("Warning", "MoodleNotifyFailed", why))
+            patch["pendingMoodleStatus"] = str(final.notify)  # delivered by `settle`, at once
         updated = await self.kube.patch_status(name, patch) if patch else archivejob
         fields = {"archivejob": name, "reason": final.reason, "detail": final.message}
         log.info("ArchiveJob %s", final.phase.value, extra={"fields": fields})
         await self.post_events(archivejob, events)
         self._count(archivejob, final)
-        if updated is not None:
-            await self.clean_up(updated)
         self.wake_admission()
+        if updated is not None:
+            await self.settle(updated)
 
     def _count(self, archivejob: dict[str, Any], final: Final) -> None:
         self.metrics.finished.labels(final.phase.value, final.reason).inc()
@@ -158,14 +152,30 @@ class Reconciler:
             seconds = (self.clock() - since).total_seconds()
             self.metrics.run_duration.labels(final.phase.value).observe(max(0.0, seconds))
 
-    async def clean_up(self, archivejob: dict[str, Any]) -> None:
-        """For a final ArchiveJob: its token Secret gone, then the finished label (idempotent)."""
+    async def settle(self, archivejob: dict[str, Any]) -> None:
+        """A final ArchiveJob: deliver what Moodle is owed (or wait for the next try), then
+        clean up. Labelled finished either way: it no longer counts as a live job."""
+        owed = Duty.of(archivejob) is not None
+        requeue = await self.duty.run(archivejob)
+        if requeue is None:
+            await self.clean_up(archivejob, force=owed)
+            return
         meta = archivejob["metadata"]
-        if (meta.get("labels") or {}).get(LABEL_FINISHED) == "true":
+        if (meta.get("labels") or {}).get(LABEL_FINISHED) != "true":
+            await self.kube.patch_labels("ArchiveJob", meta["name"], {LABEL_FINISHED: "true"})
+        self.queue.add_after(meta["name"], requeue)
+
+    async def clean_up(self, archivejob: dict[str, Any], force: bool = False) -> None:
+        """For a final ArchiveJob that owes Moodle nothing: its token Secret gone, then the
+        finished label (idempotent; `force`: also when labelled, as after a duty)."""
+        meta = archivejob["metadata"]
+        labelled = (meta.get("labels") or {}).get(LABEL_FINISHED) == "true"
+        if labelled and not force:
             return
         if await self.kube.delete("Secret", archivejob["spec"]["tokenSecretName"]):
             log.info("token Secret deleted", extra={"fields": {"archivejob": meta["name"]}})
-        await self.kube.patch_labels("ArchiveJob", meta["name"], {LABEL_FINISHED: "true"})
+        if not labelled:
+            await self.kube.patch_labels("ArchiveJob", meta["name"], {LABEL_FINISHED: "true"})
 
     async def post_events(self, archivejob: dict[str, Any], events: list[EventSpec]) -> None:
         for spec in events:

@@ -13,9 +13,11 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from .admission import LIVE_SELECTOR, Admitter
+from .delivery import Duty
+from .duty import backoff_of
 from .kube import Kube, KubeError, make_api_client
 from .metrics import OperatorMetrics
-from .moodle_notify import tell_moodle
+from .orphans import OrphanedTokens
 from .queueing import is_final
 from .reconciler import Reconciler
 from .settings import OperatorSettings
@@ -46,6 +48,7 @@ class Runtime:
         self.kube: Kube | None = None
         self.reconciler: Reconciler | None = None
         self.admitter: Admitter | None = None
+        self.orphans: OrphanedTokens | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -65,7 +68,11 @@ class Runtime:
         )
         from .housekeeping import Housekeeper
 
-        housekeeper = Housekeeper(kube, settings, self.metrics)
+        self.orphans = OrphanedTokens(
+            kube, settings, self.metrics, self.reconciler.post_events, backoff_of(settings),
+            self.reconciler.clock,
+        )  # fmt: skip
+        housekeeper = Housekeeper(kube, settings, self.metrics, self.orphans, self.enqueue)
         if settings.metrics_port:
             self._metrics_server = self.metrics.serve(settings.metrics_host, settings.metrics_port)
         spawn = asyncio.get_running_loop().create_task
@@ -152,20 +159,24 @@ class Runtime:
                 log.warning("resync failed", extra={"fields": {"error": str(exc)}})
 
     async def archivejob_deleted(self, body: dict[str, Any]) -> None:
-        """A live ArchiveJob was deleted: its pod goes by garbage collection; tell Moodle FAILED
-        if its token Secret can still be read (best effort: the collector deletes it too)."""
+        """An ArchiveJob was deleted: its pod and children go by garbage collection, its token
+        Secret (not owned by it) stays until Moodle has been told what it was still owed:
+        FAILED for a job that had not ended, else its open delivery duty."""
         self.queue.forget(body["metadata"]["name"])
         self.wake_admission()
-        if is_final(body) or self.kube is None:
+        if self.kube is None or self.orphans is None:
             return
-        from moodle_archive_job.moodle_api import JobStatus
-
-        answer = await tell_moodle(
-            self.kube, body, JobStatus.FAILED, self.settings.moodle_notify_timeout_sec
-        )
-        self.metrics.moodle_notifications.labels(str(JobStatus.FAILED), answer).inc()
-        log.info("live ArchiveJob deleted", extra={"fields": {
-            "archivejob": body["metadata"]["name"], "moodle_answer": answer}})  # fmt: skip
+        name = (body.get("spec") or {}).get("tokenSecretName")
+        secret = await self.kube.get_metadata("Secret", name) if name else None
+        if secret is None:
+            return
+        if is_final(body) and Duty.of(body) is None:
+            await self.kube.delete("Secret", name)
+            return
+        log.info("ArchiveJob deleted before Moodle was told its end",
+                 extra={"fields": {"archivejob": body["metadata"]["name"]}})  # fmt: skip
+        self.orphans.adopt(body, secret)
+        await self.orphans.visit(secret)
 
     def probe(self) -> dict[str, Any]:
         admitter = self.admitter

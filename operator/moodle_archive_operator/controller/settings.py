@@ -115,6 +115,10 @@ class OperatorSettings(ControlPlaneSettings):
     workers: int = Field(default=8, ge=1, le=64)
     kube_timeout_sec: float = Field(default=10, gt=0)
     moodle_notify_timeout_sec: float = Field(default=20, gt=0)
+    # A final status Moodle has not heard is redelivered with exponential backoff from the
+    # base to the cap (jittered) until Moodle acknowledges or the task's token expires.
+    moodle_redelivery_base_sec: float = Field(default=5, gt=0)
+    moodle_redelivery_max_sec: float = Field(default=300, gt=0)
     liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a server in a pod listens on all interfaces
     metrics_port: int = Field(default=9090, ge=0, le=65535)

@@ -1,0 +1,234 @@
+"""The delivery duty carried out: the reconciler's `settle` and the orphaned-token handler, with
+an in-memory API server and the strict fake Moodle (its token rules decide what happens)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from moodle_archive_job.request_parsing import detect_protocol, parse_archive_request
+from moodle_archive_operator.archivejob import (
+    build_archivejob,
+    build_token_secret,
+    new_job_id,
+    spec_from_task,
+)
+from moodle_archive_operator.controller.conditions import find
+from moodle_archive_operator.controller.delivery import Backoff
+from moodle_archive_operator.controller.metrics import OperatorMetrics
+from moodle_archive_operator.controller.orphans import OrphanedTokens
+from moodle_archive_operator.controller.reconciler import Reconciler
+from moodle_archive_operator.controller.settings import OperatorSettings
+from moodle_archive_operator.controller.workqueue import WorkQueue
+from tests.fakemoodle import FakeMoodle, Job
+
+
+class MemoryKube:
+    """The few calls the reconciler's final path and the orphan handler make."""
+
+    namespace = "jobs"
+
+    def __init__(self) -> None:
+        self.archivejobs: dict[str, dict[str, Any]] = {}
+        self.secrets: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+
+    async def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        store = self.archivejobs if kind == "ArchiveJob" else self.secrets
+        return copy.deepcopy(store.get(name))
+
+    async def get_metadata(self, kind: str, name: str) -> dict[str, Any] | None:
+        obj = await self.get(kind, name)
+        return None if obj is None else {"metadata": obj["metadata"]}
+
+    async def patch_status(self, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        aj = self.archivejobs.get(name)
+        if aj is None:
+            return None
+        current = aj.setdefault("status", {})
+        for key, value in status.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = copy.deepcopy(value)
+        return copy.deepcopy(aj)
+
+    async def patch_labels(self, kind: str, name: str, labels: dict[str, str | None]) -> None:
+        if name in self.archivejobs:
+            self.archivejobs[name]["metadata"].setdefault("labels", {}).update(labels)
+
+    async def delete(self, kind: str, name: str, propagation: str = "Background") -> bool:
+        store = self.archivejobs if kind == "ArchiveJob" else self.secrets
+        return store.pop(name, None) is not None
+
+    async def read_token(self, name: str) -> str | None:
+        secret = self.secrets.get(name)
+        return None if secret is None else base64.b64decode(secret["data"]["token"]).decode()
+
+    async def create_event(self, body: dict[str, Any]) -> None:
+        self.events.append(body)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def moodle() -> Iterator[FakeMoodle]:
+    with FakeMoodle() as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def _moodle_up(moodle: FakeMoodle) -> Iterator[None]:
+    yield
+    moodle.faults.clear()
+
+
+class World:
+    def __init__(self, moodle: FakeMoodle) -> None:
+        self.moodle = moodle
+        self.kube = MemoryKube()
+        self.clock = Clock()
+        self.queue = WorkQueue()
+        settings = OperatorSettings(moodle_notify_timeout_sec=5)
+        metrics = OperatorMetrics()
+        self.reconciler = Reconciler(
+            self.kube, settings, metrics, self.queue, lambda: None, self.clock  # type: ignore[arg-type]
+        )
+        self.orphans = OrphanedTokens(
+            self.kube, settings, metrics, self.reconciler.post_events,  # type: ignore[arg-type]
+            Backoff(), self.clock,
+        )  # fmt: skip
+
+    def submit(self, timeout: int = 3600, **status: Any) -> tuple[dict[str, Any], Job]:
+        """An ArchiveJob and its token Secret as the gateway makes them, Moodle's row made."""
+        moodle_job = self.moodle.create_job(self.moodle.create_quiz(attempts=1))
+        parsed = parse_archive_request(
+            moodle_job.request_body, detect_protocol(moodle_job.request_body)
+        )
+        job_id = new_job_id()
+        aj = build_archivejob(spec_from_task(parsed.task, job_id, timeout), "jobs")
+        created = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        aj["metadata"].update(uid=str(uuid.uuid4()), generation=1, creationTimestamp=created)
+        aj["status"] = {"conditions": [], **status}
+        secret = build_token_secret(aj, parsed.token, "jobs")
+        secret["data"] = {
+            "token": base64.b64encode(secret.pop("stringData")["token"].encode()).decode()
+        }
+        secret["metadata"]["creationTimestamp"] = aj["metadata"]["creationTimestamp"]
+        self.kube.archivejobs[aj["metadata"]["name"]] = aj
+        self.kube.secrets[aj["spec"]["tokenSecretName"]] = secret
+        self.moodle.register_job(moodle_job, job_id)
+        return aj, moodle_job
+
+    def settle(self, name: str) -> dict[str, Any]:
+        asyncio.run(self.reconciler.settle(self.kube.archivejobs[name]))
+        return self.kube.archivejobs[name]
+
+    def reasons(self) -> list[str]:
+        return [e["reason"] for e in self.kube.events]
+
+
+def notified(aj: dict[str, Any]) -> tuple[str, str]:
+    cond = find(aj["status"]["conditions"], "MoodleNotified")
+    assert cond is not None, aj["status"]
+    return cond["status"], cond["reason"]
+
+
+def test_final_status_is_redelivered_when_moodle_is_back_then_the_secret_goes(
+    moodle: FakeMoodle,
+) -> None:
+    w = World(moodle)
+    aj, job = w.submit(phase="Failed", runnerPhase="Failed", pendingMoodleStatus="FAILED")
+    name, secret = aj["metadata"]["name"], aj["spec"]["tokenSecretName"]
+    moodle.faults.down("refuse")
+    aj = w.settle(name)
+    assert notified(aj) == ("False", "Redelivering")
+    assert aj["status"]["moodleDeliveryAttempts"] == 1
+    assert secret in w.kube.secrets and aj["metadata"]["labels"]["moodlearchiver.io/finished"]
+    aj = w.settle(name)  # too early: the plan says wait, nothing is tried
+    assert aj["status"]["moodleDeliveryAttempts"] == 1
+    moodle.faults.up()
+    w.clock.now += timedelta(seconds=30)
+    aj = w.settle(name)
+    assert notified(aj) == ("True", "Delivered")
+    assert aj["status"]["moodleStatus"] == "FAILED" and "pendingMoodleStatus" not in aj["status"]
+    assert job.status == "FAILED" and not job.token_valid
+    assert secret not in w.kube.secrets
+    assert w.reasons() == ["MoodleNotifyFailed", "MoodleNotified"]
+
+
+def test_never_back_ends_with_token_expired_and_no_secret(moodle: FakeMoodle) -> None:
+    w = World(moodle)
+    aj, job = w.submit(timeout=120, phase="TimedOut", pendingMoodleStatus="TIMEOUT")
+    name = aj["metadata"]["name"]
+    moodle.faults.down("refuse")
+    for _ in range(30):
+        aj = w.settle(name)
+        if "pendingMoodleStatus" not in aj["status"]:
+            break
+        w.clock.now += timedelta(seconds=20)
+    assert notified(aj) == ("False", "TokenExpired")
+    assert aj["spec"]["tokenSecretName"] not in w.kube.secrets
+    assert job.status == "AWAITING_PROCESSING"
+    assert w.reasons()[-1] == "TokenExpired"
+
+
+def test_a_job_the_pod_told_moodle_itself_needs_nothing(moodle: FakeMoodle) -> None:
+    w = World(moodle)
+    aj, _ = w.submit(phase="Failed", runnerPhase="Failed", moodleStatus="FAILED")
+    aj = w.settle(aj["metadata"]["name"])
+    assert notified(aj) == ("True", "NotNeeded")
+    assert aj["spec"]["tokenSecretName"] not in w.kube.secrets
+
+
+def test_deleted_live_archivejob_tells_moodle_failed_once(moodle: FakeMoodle) -> None:
+    w = World(moodle)
+    aj, job = w.submit(phase="Queued")
+    name, secret_name = aj["metadata"]["name"], aj["spec"]["tokenSecretName"]
+    del w.kube.archivejobs[name]
+    secret = {"metadata": w.kube.secrets[secret_name]["metadata"]}
+    w.orphans.adopt(aj, secret)
+    assert asyncio.run(w.orphans.visit(secret)) is True
+    assert job.status == "FAILED" and secret_name not in w.kube.secrets
+    failed = [s for s, _ in job.statusextras_history if s == "FAILED"]
+    assert failed == ["FAILED"]
+    event = w.kube.events[-1]
+    assert event["reason"] == "MoodleNotified" and event["involvedObject"]["name"] == name
+
+
+def test_orphaned_token_found_by_housekeeping_waits_for_moodle(moodle: FakeMoodle) -> None:
+    w = World(moodle)
+    aj, job = w.submit(phase="Running")
+    name, secret_name = aj["metadata"]["name"], aj["spec"]["tokenSecretName"]
+    del w.kube.archivejobs[name]
+    secret = {"metadata": w.kube.secrets[secret_name]["metadata"]}
+    moodle.faults.down("refuse")
+    assert asyncio.run(w.orphans.visit(secret)) is False  # tried, kept
+    assert asyncio.run(w.orphans.visit(secret)) is False  # waits (not tried again)
+    assert sum(e["reason"] == "MoodleNotifyFailed" for e in w.kube.events) == 1
+    moodle.faults.up()
+    w.clock.now += timedelta(seconds=60)
+    assert asyncio.run(w.orphans.visit(secret)) is True
+    assert job.status == "FAILED" and secret_name not in w.kube.secrets
+
+
+def test_a_token_moodle_already_dropped_ends_the_duty(moodle: FakeMoodle) -> None:
+    w = World(moodle)
+    aj, job = w.submit(phase="Cancelled", pendingMoodleStatus="FAILED")
+    w.moodle.delete_job(job)  # a teacher deleted the job in Moodle: its token is gone
+    aj = w.settle(aj["metadata"]["name"])
+    assert notified(aj) == ("True", "AlreadyFinal")
+    assert aj["spec"]["tokenSecretName"] not in w.kube.secrets
