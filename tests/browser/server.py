@@ -132,7 +132,9 @@ class LoopbackServer:
                     ]
                     self._send(200, found.read_bytes(), kind, tuple(extra))
 
-            do_POST = do_GET
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))  # then answer
+                self.do_GET()
 
             def _send(
                 self,

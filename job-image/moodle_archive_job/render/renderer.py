@@ -9,7 +9,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -61,8 +61,11 @@ class Renderer:
         stall_grace_sec: float = DEFAULT_STALL_GRACE_SEC,
         extra_browser_args: Sequence[str] = (),
         max_uses: int = DEFAULT_MAX_USES,
+        on_phase: Callable[[str], None] | None = None,
     ) -> None:
+        """on_phase: called with "setup", "navigate", "ready", "print" as each ends (profiling)."""
         self._settings = settings
+        self._on_phase = on_phase
         self._extra_args = tuple(extra_browser_args)
         self._probe = ProbeConfig(
             prevent_login_redirect=settings.prevent_redirect_to_login,
@@ -126,7 +129,9 @@ class Renderer:
             slot = await self._slots.take()
         except PlaywrightError as exc:
             raise RenderError(f"{label}: could not open a page: {first_line(exc)}") from None
-        attempt = _AttemptRender(self._settings, slot, label, started, self.assets)
+        attempt = _AttemptRender(
+            self._settings, slot, label, started, self.assets, self._on_phase
+        )
         try:
             result = await attempt.run(html, base_url, pdf_path, paper_format)
         except PlaywrightError as exc:
@@ -169,8 +174,10 @@ class _AttemptRender:
         label: str,
         started: float,
         assets: AssetCache | None,
+        on_phase: Callable[[str], None] | None,
     ) -> None:
         self.assets = assets
+        self.on_phase = on_phase
         self.settings = settings
         self.slot = slot
         self.label = label
@@ -203,17 +210,17 @@ class _AttemptRender:
         )
         page = self.slot.page
         self.events.attach(page)
-        self.timings["setup"] = time.monotonic() - self.started
+        self._phase_done("setup", self.started)
 
         started = time.monotonic()
         await self._navigate(page, page_url)
-        self.timings["navigate"] = time.monotonic() - started
+        self._phase_done("navigate", started)
         if settings.demo_mode:
             await page.evaluate(_DEMO_SCRIPT)
 
         started = time.monotonic()
         ready_state, report = await self._wait_until_ready(page)
-        self.timings["ready"] = time.monotonic() - started
+        self._phase_done("ready", started)
 
         started = time.monotonic()
         try:
@@ -224,7 +231,7 @@ class _AttemptRender:
             self._check_still_on_report(page)
             raise
         self._check_still_on_report(page)  # the PDF may be of whatever the page went to
-        self.timings["print"] = time.monotonic() - started
+        self._phase_done("print", started)
 
         logger.debug(
             "%s: %s, %s", self.label, ready_state,
@@ -241,6 +248,11 @@ class _AttemptRender:
             failed_requests=self.events.failed_requests,
             timings=dict(self.timings),
         )
+
+    def _phase_done(self, name: str, started: float) -> None:
+        self.timings[name] = time.monotonic() - started
+        if self.on_phase is not None:
+            self.on_phase(name)
 
     async def _navigate(self, page: Page, url: str) -> None:
         # DOMContentLoaded, not load: a script that never finishes loading (MathJax from an

@@ -1,0 +1,148 @@
+"""The whole runner (`moodle-archiver run-job`, Chromium, Ghostscript) on the real Moodle 5.0
+attempt report, PDF/A on, at the default concurrency: CPU-seconds per attempt by kind of
+process and peak memory (PSS) of the runner's process tree, for this checkout next to a
+previous revision (--baseline), in the same run.
+
+The fake Moodle answers every report call with the real sample page (tests/fixtures/moodle-5.0,
+moved to a loopback server in a child process that serves the Moodle stand-ins of the
+browser tests and MathJax 3 with a CDN's Cache-Control). The baseline runs from a temporary
+git worktree of REV with the same Python environment. The two runs alternate (baseline,
+current, baseline, ...) with --rounds > 1, so both see the same machine load.
+
+    .venv/bin/python bench/sample_runner_bench.py [--attempts 100] [--baseline REV]
+        [--rounds 1] [--concurrency N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench._measure import Measured, run_measured  # noqa: E402
+from bench.attempt_profile import loopback_server  # noqa: E402
+from tests.browser.moodle_sample import sample_html  # noqa: E402
+from tests.fakemoodle import FakeMoodle, ws_functions  # noqa: E402
+
+RUN_JOB = "import sys; from moodle_archive_job.cli import main; sys.exit(main())"
+
+
+@contextmanager
+def baseline_checkout(rev: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree),
+                        rev], check=True)  # fmt: skip
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
+                           check=False)  # fmt: skip
+
+
+def run_once(
+    moodle: FakeMoodle, checkout: Path, attempts: int, concurrency: int | None
+) -> Measured:
+    quiz = moodle.create_quiz(attempts=attempts, with_formulas=True)
+    job = moodle.create_job(quiz, timeout_min=600)
+    jobid = str(uuid.uuid4())
+    moodle.register_job(job, jobid)
+    with tempfile.TemporaryDirectory() as tmp:
+        request = Path(tmp) / "request.json"
+        request.write_text(json.dumps(job.request_body))
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{checkout / 'job-image'}{os.pathsep}{checkout / 'operator'}",
+            "QUIZ_ARCHIVER_WORK_DIR": tmp,
+            "QUIZ_ARCHIVER_PDFA_CONVERSION": "true",
+        }
+        if concurrency is not None:
+            env["QUIZ_ARCHIVER_ATTEMPT_CONCURRENCY"] = str(concurrency)
+        measured = run_measured(
+            [sys.executable, "-c", RUN_JOB, "run-job", "--request", str(request),
+             "--job-id", jobid, "--log-format", "json"],
+            env,
+        )  # fmt: skip
+    if measured.exit_code != 0 or moodle.job(jobid).status_name != "FINISHED":
+        raise SystemExit(f"run failed (exit {measured.exit_code}):\n{measured.stderr_tail}")
+    return measured
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attempts", type=int, default=100)
+    parser.add_argument("--baseline", help="git revision of the previous approach")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, help="instead of the default")
+    args = parser.parse_args()
+
+    results: dict[str, list[Measured]] = defaultdict(list)
+    with loopback_server() as origin, FakeMoodle(report_latency=0.0) as moodle:
+        html = sample_html(origin)
+        ws_functions.render_report = lambda *_args, **_kwargs: html  # type: ignore[assignment]
+        with _checkouts(args.baseline) as checkouts:
+            for _ in range(args.rounds):
+                for label, checkout in checkouts.items():
+                    m = run_once(moodle, checkout, args.attempts, args.concurrency)
+                    results[label].append(m)
+                    print(f"  {label}: {args.attempts} attempts in {m.seconds:.1f} s, "
+                          f"{m.cpu_seconds / args.attempts:.3f} CPU-s/attempt, peak "
+                          f"{m.peak_bytes / 2**30:.2f} GiB PSS", flush=True)  # fmt: skip
+    _report(results, args.attempts)
+    print(f"(real Moodle 5.0 sample, PDF/A on, concurrency "
+          f"{args.concurrency or 'default'}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f})")  # fmt: skip
+    return 0
+
+
+@contextmanager
+def _checkouts(baseline: str | None) -> Iterator[dict[str, Path]]:
+    if baseline is None:
+        yield {"current": REPO}
+        return
+    with baseline_checkout(baseline) as tree:
+        yield {f"baseline {baseline}": tree, "current": REPO}
+
+
+def _report(results: dict[str, list[Measured]], attempts: int) -> None:
+    labels = list(results)
+    width = max(14, *(len(label) + 2 for label in labels))
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    rows: dict[str, list[float]] = {}
+    kinds = sorted({k for runs in results.values() for m in runs for k in m.cpu_by_kind})
+    for kind in kinds:
+        rows[kind] = [mean([m.cpu_by_kind.get(kind, 0.0) / attempts for m in results[label]])
+                      for label in labels]  # fmt: skip
+    print(f"\nCPU-seconds per attempt{'':>21}" + "".join(f"{lb:>{width}}" for lb in labels))
+    for kind, values in sorted(rows.items(), key=lambda item: -item[1][-1]):
+        print(f"  {kind:<42}" + "".join(f"{v:>{width}.3f}" for v in values))
+    stats: dict[str, Any] = {
+        "total (runner tree)": [
+            mean([m.cpu_seconds / attempts for m in results[lb]]) for lb in labels
+        ],
+        "peak PSS, GiB": [max(m.peak_bytes for m in results[lb]) / 2**30 for lb in labels],
+        "wall seconds per attempt": [
+            mean([m.seconds / attempts for m in results[lb]]) for lb in labels
+        ],
+    }
+    for name, values in stats.items():
+        print(f"  {name:<42}" + "".join(f"{v:>{width}.3f}" for v in values))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
