@@ -138,6 +138,7 @@ class _JobRun:
         if self.settings.demo_mode:
             self.attemptids = self.attemptids[:DEMO_MODE_MAX_ATTEMPTS]
         self.own_ids = self.plan.slice(self.attemptids)
+        self._own = frozenset(self.own_ids)
         self.entries: dict[int, CheckpointEntry] = {}  # verified or written by this process
         self.counter = ManifestCounter(jobdir.checkpoints, self.attemptids)
         self.all_done = 0  # over all shards (shard 0's view)
@@ -149,7 +150,7 @@ class _JobRun:
 
     @property
     def own_done(self) -> int:
-        return len(self.entries.keys() & set(self.own_ids))
+        return len(self.entries.keys() & self._own)
 
     def _event(self, phase: Phase, message: str = "", **extra: Any) -> ProgressEvent:
         total = len(self.attemptids)
@@ -196,10 +197,10 @@ class _JobRun:
             async with asyncio.timeout_at(deadline):
                 artifact = await self._archive()
         except TimeoutError:
+            now = self._event(self.phase)
             message = (
                 f"job runtime limit of {self.settings.request_timeout_sec:g} s reached "
-                f"({self.phase}, {self._event(self.phase).attempts_done}/"
-                f"{self._event(self.phase).attempts_total} attempts)"
+                f"({self.phase}, {now.attempts_done}/{now.attempts_total} attempts)"
             )
             return await self._failed(Phase.TIMED_OUT, JobStatus.TIMEOUT, message)
         except ProcessingUndelivered as exc:

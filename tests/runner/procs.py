@@ -53,6 +53,7 @@ class CliJob:
     def create(cls, moodle: FakeMoodle, job: Job, tmp: Path) -> CliJob:
         jobid = str(uuid.uuid4())
         moodle.register_job(job, jobid)
+        tmp.mkdir(parents=True, exist_ok=True)
         request = tmp / f"request-{jobid}.json"
         request.write_text(json.dumps(job.request_body))
         work = tmp / "work"

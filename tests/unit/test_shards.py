@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from moodle_archive_job.archivejob_status import status_patch
+from moodle_archive_job.archivejob_status import ArchiveJobStatusSink, status_patch
 from moodle_archive_job.jobdir import JobDir
 from moodle_archive_job.progress import Phase, ProgressEvent, ShardProgress
 from moodle_archive_job.shards import ShardPlan
@@ -77,3 +80,35 @@ def test_shard_zero_owns_the_top_level_fields() -> None:
     assert (status["attemptsResumed"], status["attemptsRerendered"]) == (4, 1)
     assert status["shards"]["0"]["attemptsDone"] == 3
     assert "shards" not in status_patch(_event(None))["status"]
+
+
+class _Session:
+    def __init__(self) -> None:
+        self.patches: list[dict[str, Any]] = []
+
+    def patch(self, url: str, json: dict[str, Any], **_: Any) -> SimpleNamespace:
+        self.patches.append(json)
+        return SimpleNamespace(status_code=200)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_shard_sink_sends_phase_changes_at_once(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("sa")
+    session = _Session()
+    sink = ArchiveJobStatusSink("https://api/status", token, None, interval_sec=60,
+                                session=session)  # type: ignore[arg-type]
+    for done in (1, 2, 3):  # one phase within the interval: one patch, the newest state
+        sink.emit(_event(1).model_copy(update={"shard": ShardProgress(
+            index=1, attempts_done=done, attempts_total=5)}))
+        time.sleep(0.1)
+    final = ShardProgress(index=1, attempts_done=5, attempts_total=5, phase=Phase.SUCCEEDED)
+    sink.emit(_event(1).model_copy(update={"phase": Phase.SUCCEEDED, "shard": final}))
+    time.sleep(0.5)  # a phase change goes out at once, not after the interval
+    sent = [p["status"]["shards"]["1"] for p in session.patches]
+    sink.close()
+    assert all(set(p["status"]) == {"shards"} for p in session.patches)
+    assert [s["phase"] for s in sent] == ["Running", "Succeeded"]
+    assert sent[-1]["attemptsDone"] == 5
