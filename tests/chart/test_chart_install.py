@@ -142,6 +142,8 @@ OPERATOR_ALLOWED = [
     ("create", "rolebindings", "rbac.authorization.k8s.io", ""),
     ("create", "serviceaccounts", "", ""),
     ("create", "configmaps", "", ""),
+    ("create", "persistentvolumeclaims", "", ""),
+    ("delete", "persistentvolumeclaims", "", ""),
     ("get", "secrets", "", ""),
     ("delete", "secrets", "", ""),
     ("create", "events", "", ""),
@@ -154,6 +156,8 @@ OPERATOR_DENIED = [
     ("escalate", "roles", "rbac.authorization.k8s.io", ""),
     ("bind", "roles", "rbac.authorization.k8s.io", ""),
     ("create", "serviceaccounts", "", "token"),
+    ("update", "persistentvolumeclaims", "", ""),
+    ("create", "persistentvolumes", "", ""),
 ]
 
 

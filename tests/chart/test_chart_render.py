@@ -127,7 +127,12 @@ def test_operator_env_is_operator_settings(tmp_path: Path, monkeypatch: pytest.M
             },
             "hostNetwork": True,
             "history": {"maxCount": 5, "maxAgeSeconds": 60},
+            "attemptConcurrency": 3,
+            "workVolume": {"storageClassName": "nfs", "accessMode": "ReadWriteMany",
+                           "perAttemptSize": "8Mi"},
+            "shards": {"max": 4, "attemptsPerShard": 50},
         },
+        "admission": {"maxRendersPerMoodleHost": 12},
         "kubernetesApi": {"host": "127.0.0.1", "port": 6443},
         "operator": {"metricsPort": 9191},
     }
@@ -155,6 +160,12 @@ def test_operator_env_is_operator_settings(tmp_path: Path, monkeypatch: pytest.M
     assert s.job_host_network is True and s.metrics_port == 9191
     assert (s.history_max_count, s.history_max_age_sec) == (5, 60)
     assert (s.job_run_as_user, s.job_fs_group) == (1000, 1000)
+    assert s.attempt_concurrency() == 3 and s.max_renders_per_moodle_host == 12
+    assert (s.work_volume_storage_class, s.work_volume_access_mode) == ("nfs", "ReadWriteMany")
+    assert (s.work_volume_size, s.work_volume_base_size, s.work_volume_per_attempt_size) == (
+        None, "1Gi", "8Mi",
+    )  # fmt: skip
+    assert (s.shards_max, s.shards_attempts_per_shard) == (4, 50)
     labels = find(docs, "Namespace")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"  # host network
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
@@ -172,6 +183,10 @@ def test_without_allow_list_the_install_fails_with_the_reason() -> None:
         ("gateway.allowedMoodleUrl=https://typo.example.org", "additional properties"),
         ("maxParallelJobs=0", "maxParallelJobs"),
         ("jobs.image.pullPolicy=Sometimes", "pullPolicy"),
+        ("jobs.workVolume.accessMode=ReadOnlyMany", "accessMode"),
+        ("jobs.workVolume.size=lots", "size"),
+        ("jobs.shards.max=0", "max"),
+        ("admission.maxRendersPerMoodleHost=-1", "maxRendersPerMoodleHost"),
     ],
 )
 def test_schema_refuses_bad_values(setting: str, message: str) -> None:

@@ -73,10 +73,12 @@ def test_a_job_bigger_than_the_cap_runs_alone_on_an_idle_host() -> None:
     assert plan.admit == [] and names([big])[0] in plan.busy
 
 
-def test_slots_run_out_before_hosts_matter() -> None:
+def test_without_free_slots_the_host_still_says_who_waits_for_it() -> None:
     waiting = [at(A, 1), at(B, 2), at(B, 3)]
     plan = plan_host_admission(waiting, [], 1, 100, renders(2))
     assert names(plan.admit) == names(waiting[:1]) and plan.busy == {}
+    full = plan_host_admission(waiting, [at(B, 0)], 0, 2, renders(2))
+    assert full.admit == [] and list(full.busy) == names(waiting[1:])  # B is full; A just waits
 
 
 def test_with_the_slot_plan_the_oldest_of_another_host_is_admitted() -> None:

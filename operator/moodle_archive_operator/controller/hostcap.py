@@ -51,7 +51,8 @@ def plan_host_admission(
 
     `running` are the ArchiveJobs holding a slot; `renders_of` gives a job's renders
     (concurrency x shards, planned for a waiting job, recorded for a running one);
-    `cap` 0 means no limit per host.
+    `cap` 0 means no limit per host. Every waiting job its host holds back is in `busy`,
+    also when no slot is free (the host is then what it waits for in the end).
     """
     used: dict[str, int] = {}
     for aj in running:
@@ -61,7 +62,7 @@ def plan_host_admission(
     busy: dict[str, str] = {}
     blocked: dict[str, str] = {}  # host -> name of the first job waiting for it
     for aj in waiting:
-        if len(admit) >= free_slots:
+        if cap <= 0 and len(admit) >= free_slots:
             break
         name = str(aj["metadata"]["name"])
         host = moodle_host(aj)
@@ -80,6 +81,7 @@ def plan_host_admission(
                 f"this job needs {need}"
             )
             continue
-        admit.append(aj)
-        used[host] = in_use + need
+        if len(admit) < free_slots:
+            admit.append(aj)
+            used[host] = in_use + need
     return HostPlan(admit=admit, busy=busy, renders=used)
