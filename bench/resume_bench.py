@@ -11,6 +11,9 @@ fake Moodle in this process, default settings otherwise (PDF/A on unless --no-pd
 3. shards: 1, 2 and 4 processes started together with --shards K over one work directory
    (the time is first start to last exit).
 
+Wall times follow the machine's load (printed); CPU-seconds per attempt of the runner trees
+(from their exit statuses) do not, and tell whether shards cost more work.
+
     .venv/bin/python bench/resume_bench.py [--attempts 80] [--latency 0.2] [--shards 1,2,4]
         [--no-pdfa] [--skip-resume] [--concurrency N]
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -59,13 +63,10 @@ def _check(cli: CliJob, results: list[tuple[int, str]]) -> None:
         raise SystemExit("Moodle did not accept the archive")
 
 
-def undisturbed(moodle: FakeMoodle, attempts: int, tmp: Path) -> float:
-    cli = _new_job(moodle, attempts, tmp)
-    started = time.monotonic()
-    results = [finish(cli.start(env=_env(cli)), timeout=3600)]
-    seconds = time.monotonic() - started
-    _check(cli, results)
-    return seconds
+def children_cpu_seconds() -> float:
+    """CPU time of the finished runner trees (Chromium included where its parent reaped it)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def killed_at_half(moodle: FakeMoodle, attempts: int, tmp: Path) -> tuple[float, int]:
@@ -81,8 +82,10 @@ def killed_at_half(moodle: FakeMoodle, attempts: int, tmp: Path) -> tuple[float,
     return seconds, sum(cli.report_calls().values()) - attempts
 
 
-def sharded(moodle: FakeMoodle, attempts: int, tmp: Path, shards: int) -> float:
+def sharded(moodle: FakeMoodle, attempts: int, tmp: Path, shards: int) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of the runner trees (one shard: the undisturbed run)."""
     cli = _new_job(moodle, attempts, tmp)
+    cpu = children_cpu_seconds()
     env = _env(cli)
     started = time.monotonic()
     procs = [cli.start("--shards", str(shards), "--shard-index", str(i), env=env)
@@ -92,7 +95,7 @@ def sharded(moodle: FakeMoodle, attempts: int, tmp: Path, shards: int) -> float:
     _check(cli, results)
     if set(cli.report_calls().values()) != {1}:
         raise SystemExit("an attempt was rendered more than once")
-    return seconds
+    return seconds, children_cpu_seconds() - cpu
 
 
 def main() -> int:
@@ -114,18 +117,19 @@ def main() -> int:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     with FakeMoodle(report_latency=args.latency) as moodle, tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        alone = undisturbed(moodle, n, base / "undisturbed")
-        print(f"{'undisturbed':>16}: {alone:6.1f} s ({n / alone:.2f} attempts/s)", flush=True)
+        alone, cpu = sharded(moodle, n, base / "undisturbed", 1)
+        print(f"{'undisturbed':>16}: {alone:6.1f} s ({n / alone:.2f} attempts/s), "
+              f"{cpu / n:.2f} CPU-s/attempt; load average {os.getloadavg()[0]:.1f}", flush=True)
         if not args.skip_resume:
             seconds, again = killed_at_half(moodle, n, base / "killed")
             print(f"{'killed at 50 %':>16}: {seconds:6.1f} s = {seconds / alone:.2f}x undisturbed"
                   f" (goal <= 1.3x), {again} attempts rendered twice; "
                   f"load average {os.getloadavg()[0]:.1f}", flush=True)
         for k in (int(s) for s in args.shards.split(",")):
-            seconds = sharded(moodle, n, base / f"shards-{k}", k)
+            seconds, cpu = sharded(moodle, n, base / f"shards-{k}", k)
             print(f"{f'{k} shard(s)':>16}: {seconds:6.1f} s = {n / seconds:.2f} attempts/s, "
-                  f"{seconds / alone:.2f}x undisturbed; load average {os.getloadavg()[0]:.1f}",
-                  flush=True)
+                  f"{seconds / alone:.2f}x undisturbed, {cpu / n:.2f} CPU-s/attempt; "
+                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 
 

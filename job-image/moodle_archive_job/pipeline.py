@@ -41,7 +41,7 @@ from .progress import (
 )
 from .render_stage import RenderStage
 from .settings import RunnerSettings
-from .shards import ShardPlan, wait_for_shards
+from .shards import ShardGate, ShardPlan
 from .stage import JobFailed
 from .task import ArchiveTask
 
@@ -340,41 +340,23 @@ class _JobRun:
             )
 
     async def _gather_shards(self) -> None:
-        """Wait for the other shards, then verify their checkpoints (re-rendering bad ones)."""
         total = len(self.attemptids)
-        last = -1
+        shown = -1
 
-        def progress(done: int) -> None:
-            nonlocal last
-            self.all_done = len(self.counter.done() | self.entries.keys())
-            if done != last:
-                last = done
+        def count(done: int) -> None:
+            nonlocal shown
+            self.all_done = done
+            if done != shown:
+                shown = self.all_done
                 self.emit(Phase.RUNNING, f"waiting for the other shards: {self.all_done} of "
                           f"{total} attempts checkpointed")
 
-        while True:
-            waiting = wait_for_shards(self.jobdir, self.counter, total,
-                                      self.ctx.shard_poll_sec, progress)
-            progress_task = asyncio.create_task(self._progress_while_waiting())
-            try:
-                await waiting
-            finally:
-                progress_task.cancel()
-            others = [a for a in self.attemptids if a not in self.entries]
-            verified = await asyncio.to_thread(self.store.verify, others)
-            self.entries.update(verified.entries)
-            missing = [a for a in others if a not in verified.entries]
-            if not missing:
-                return
-            # Recorded by a shard that has finished, but torn or corrupt: render them here.
-            await asyncio.to_thread(self.store.discard, missing)
-            self.rerendered += len(missing)
-            await RenderStage(self, self.store, self._attempt_done).render(missing)
-
-    async def _progress_while_waiting(self) -> None:
-        while True:
-            await asyncio.sleep(self.ctx.shard_poll_sec)
-            await self._moodle_progress()
+        gate = ShardGate(self.jobdir, self.store, self.counter, self.attemptids,
+                         self.ctx.shard_poll_sec)
+        self.rerendered += await gate.gather(
+            self.entries, count, self._moodle_progress,
+            RenderStage(self, self.store, self._attempt_done).render,
+        )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from .checkpoint import ManifestCounter
+from .checkpoint import CheckpointEntry, CheckpointStore, ManifestCounter
 from .jobdir import JobDir
 from .stage import JobFailed
 
@@ -72,20 +72,66 @@ class ShardPlan(BaseModel):
         return attemptids[self.index :: self.count]
 
 
-async def wait_for_shards(
-    jobdir: JobDir,
-    counter: ManifestCounter,
-    total: int,
-    poll_sec: float,
-    on_progress: Callable[[int], None],
-) -> None:
-    """Until the manifests record all `total` attempts; fails if any shard failed for good."""
-    while True:
-        done = len(counter.done())
-        on_progress(done)
-        if done >= total:
-            return
-        failure = jobdir.failure()
-        if failure is not None:
-            raise JobFailed(f"shard {failure.shard_index} failed: {failure.message}")
-        await asyncio.sleep(poll_sec)
+class ShardGate:
+    """Shard 0's wait for the other shards, then the check of what they checkpointed."""
+
+    def __init__(
+        self,
+        jobdir: JobDir,
+        store: CheckpointStore,
+        counter: ManifestCounter,
+        attemptids: list[int],
+        poll_sec: float,
+    ) -> None:
+        self.jobdir = jobdir
+        self.store = store
+        self.counter = counter
+        self.attemptids = attemptids
+        self.poll_sec = poll_sec
+
+    async def gather(
+        self,
+        entries: dict[int, CheckpointEntry],
+        on_count: Callable[[int], None],
+        on_tick: Callable[[], Awaitable[None]],
+        render: Callable[[list[int]], Awaitable[None]],
+    ) -> int:
+        """Fill `entries` with every attempt's verified checkpoint; return how many were found
+        torn or corrupt (recorded by a shard that has finished) and rendered here again.
+
+        `on_count(n)` hears the number of attempts recorded so far at every poll, `on_tick()`
+        is awaited once per poll interval (Moodle progress), `render(ids)` renders attempts
+        into `entries` (through the store)."""
+        rerendered = 0
+        while True:
+            ticker = asyncio.create_task(self._tick(on_tick))
+            try:
+                await self._wait(on_count)
+            finally:
+                ticker.cancel()
+            others = [a for a in self.attemptids if a not in entries]
+            verified = await asyncio.to_thread(self.store.verify, others)
+            entries.update(verified.entries)
+            missing = [a for a in others if a not in verified.entries]
+            if not missing:
+                return rerendered
+            await asyncio.to_thread(self.store.discard, missing)
+            rerendered += len(missing)
+            await render(missing)
+
+    async def _wait(self, on_count: Callable[[int], None]) -> None:
+        """Until the manifests record all attempts; fails if any shard failed for good."""
+        while True:
+            done = len(self.counter.done())
+            on_count(done)
+            if done >= len(self.attemptids):
+                return
+            failure = self.jobdir.failure()
+            if failure is not None:
+                raise JobFailed(f"shard {failure.shard_index} failed: {failure.message}")
+            await asyncio.sleep(self.poll_sec)
+
+    async def _tick(self, on_tick: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(self.poll_sec)
+            await on_tick()

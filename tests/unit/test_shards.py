@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,9 +12,11 @@ import pytest
 from pydantic import ValidationError
 
 from moodle_archive_job.archivejob_status import ArchiveJobStatusSink, status_patch
+from moodle_archive_job.checkpoint import CheckpointEntry, CheckpointStore, ManifestCounter
 from moodle_archive_job.jobdir import JobDir
 from moodle_archive_job.progress import Phase, ProgressEvent, ShardProgress
-from moodle_archive_job.shards import ShardPlan
+from moodle_archive_job.shards import ShardGate, ShardPlan
+from moodle_archive_job.stage import JobFailed
 
 
 def test_slices_cover_every_attempt_once() -> None:
@@ -112,3 +115,58 @@ def test_a_shard_sink_sends_phase_changes_at_once(tmp_path: Path) -> None:
     assert all(set(p["status"]) == {"shards"} for p in session.patches)
     assert [s["phase"] for s in sent] == ["Running", "Succeeded"]
     assert sent[-1]["attemptsDone"] == 5
+
+
+def _gate(tmp_path: Path, attemptids: list[int]) -> tuple[ShardGate, list[CheckpointStore]]:
+    jobdir = JobDir(tmp_path, "job")
+    jobdir.create()
+    stores = [CheckpointStore(jobdir.checkpoints, i) for i in range(2)]
+    for s in stores:
+        s.open()
+    counter = ManifestCounter(jobdir.checkpoints, attemptids)
+    return ShardGate(jobdir, stores[0], counter, attemptids, poll_sec=0.01), stores
+
+
+def _checkpoint(store: CheckpointStore, attemptid: int) -> CheckpointEntry:
+    staged = store.staging(attemptid)
+    (staged / "report.pdf").write_bytes(b"pdf %d" % attemptid)
+    return store.commit(attemptid, "f", "x", staged, [("x.pdf", "report.pdf")])
+
+
+def test_the_gate_waits_for_the_other_shard_and_rerenders_what_is_corrupt(
+    tmp_path: Path,
+) -> None:
+    ids = [1, 2, 3, 4]
+    gate, (mine, other) = _gate(tmp_path, ids)
+    entries = {a: _checkpoint(mine, a) for a in (1, 3)}
+    counts: list[int] = []
+    rendered: list[list[int]] = []
+
+    async def tick() -> None:
+        if len(counts) == 3:  # the other shard finishes while the gate waits
+            _checkpoint(other, 2)
+            _checkpoint(other, 4)
+            (other.attempt_dir(4) / "report.pdf").write_bytes(b"pdf 5")  # then rots
+
+    async def render(missing: list[int]) -> None:
+        rendered.append(missing)
+        for a in missing:
+            entries[a] = _checkpoint(mine, a)
+
+    async def main() -> int:
+        return await gate.gather(entries, counts.append, tick, render)
+
+    assert asyncio.run(main()) == 1
+    assert rendered == [[4]] and sorted(entries) == ids
+    assert counts[0] == 2 and counts[-1] == 4
+
+
+def test_the_gate_stops_when_a_shard_failed(tmp_path: Path) -> None:
+    gate, _ = _gate(tmp_path, [1, 2])
+    gate.jobdir.record_failure(1, "Moodle refused attempt 2")
+
+    async def nothing(*_: Any) -> None:
+        return None
+
+    with pytest.raises(JobFailed, match="shard 1 failed: Moodle refused attempt 2"):
+        asyncio.run(gate.gather({}, lambda _: None, nothing, nothing))
