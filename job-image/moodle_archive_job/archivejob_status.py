@@ -99,7 +99,8 @@ def status_patch(event: ProgressEvent) -> dict[str, Any]:
     if event.pending_moodle_status:
         status["pendingMoodleStatus"] = event.pending_moodle_status
     if event.pending_artifact is not None:
-        status["pendingArtifact"] = event.pending_artifact.model_dump(by_alias=True)
+        artifact = event.pending_artifact
+        status["pendingArtifact"] = artifact.model_dump(by_alias=True, exclude_none=True)
     if event.artifact is not None:
         status["artifact"] = {
             "name": event.artifact.name,

@@ -67,13 +67,17 @@ class PendingArtifact(UploadedFile):
     upload.php's answer and the checksum (nothing secret: the draft is only reachable with
     the job's token). Its JSON is the ArchiveJob's `status.pendingArtifact`."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # Chunks uploaded (chunked_upload.py); None: a plugin that takes no artifact_count.
+    artifact_count: int | None = Field(default=None, ge=1, alias="artifactCount")
 
     @classmethod
-    def of(cls, uploaded: UploadedFile, sha256: str) -> PendingArtifact:
-        return cls(**uploaded.model_dump(), sha256=sha256.lower())
+    def of(
+        cls, uploaded: UploadedFile, sha256: str, artifact_count: int | None = None
+    ) -> PendingArtifact:
+        return cls(**uploaded.model_dump(), sha256=sha256.lower(), artifact_count=artifact_count)
 
 
 class ProcessingUndelivered(Exception):
@@ -97,7 +101,7 @@ def deliver(api: MoodleApi, status: JobStatus, artifact: PendingArtifact | None 
         if status is JobStatus.FINISHED:
             if artifact is None:
                 raise ValueError("FINISHED is delivered by processing an uploaded artifact")
-            api.process_uploaded_artifact(artifact, artifact.sha256)
+            api.process_uploaded_artifact(artifact, artifact.sha256, artifact.artifact_count)
             return "OK"
         return api.send_status(status)
     except MoodleStatusError as exc:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from .archive_writer import ArchiveWriter, sha256_file
 from .checkpoint import CheckpointEntry
+from .chunked_upload import UploadTarget, upload_archive
 from .final_status import PendingArtifact, ProcessingUndelivered
 from .folders import FolderAllocator
 from .metadata_csv import build_metadata_csv
@@ -33,6 +34,7 @@ BACKUP_CONTENT_TYPE = "application/vnd.moodle.backup"
 class UploadState(BaseModel):
     artifact: Artifact
     draft: UploadedFile
+    artifact_count: int | None = None  # chunks uploaded; None: a plugin without the parameter
 
 
 class UploadedState(BaseModel):
@@ -169,8 +171,13 @@ class Finisher:
             )
             if self.keep_archive is not None:
                 await asyncio.to_thread(shutil.copyfile, self.zip_path, self.keep_archive)
-            draft = await asyncio.to_thread(client.upload, self.zip_path, artifact.name)
-            pending = UploadState(artifact=artifact, draft=draft)
+            target = UploadTarget.of(self.task, self.settings.moodle_max_upload_bytes)
+            delivered = await asyncio.to_thread(
+                upload_archive, client, self.zip_path, artifact.name, target
+            )
+            pending = UploadState(
+                artifact=artifact, draft=delivered.draft, artifact_count=delivered.artifact_count
+            )
             await asyncio.to_thread(
                 self.jobdir.write_state, self.jobdir.upload_state, pending.model_dump(mode="json")
             )
@@ -179,12 +186,17 @@ class Finisher:
                           "asking Moodle to process it", moodle_status=str(JobStatus.FINALIZING))
         try:
             await asyncio.to_thread(
-                api.process_uploaded_artifact, pending.draft, pending.artifact.sha256
+                api.process_uploaded_artifact,
+                pending.draft,
+                pending.artifact.sha256,
+                pending.artifact_count,
             )
         except (MoodleUnreachable, MoodleServerError) as exc:
             # No answer: Moodle may not have processed it. Whoever redelivers the call (the
             # operator) finds out: a processed job's token is gone. Not retried here.
-            draft = PendingArtifact.of(pending.draft, pending.artifact.sha256)
+            draft = PendingArtifact.of(
+                pending.draft, pending.artifact.sha256, pending.artifact_count
+            )
             raise ProcessingUndelivered(draft, exc) from None
         await asyncio.to_thread(
             self.jobdir.write_state,

@@ -61,6 +61,14 @@ V1_STATUS_CODES: dict[JobStatus, int] = {
 }
 
 
+# What the chunked-upload statuses of process_uploaded_artifact mean (spec 2.9).
+ARTIFACT_STATUS_MEANING = {
+    "E_CHUNK_REASSEMBLY_FAILED": "Moodle could not put the archive together from the {n} "
+    "uploaded chunks: one is missing from the draft area",
+    "E_INVALID_ARTIFACT_COUNT": "Moodle refused artifact_count={n}",
+}
+
+
 class BackupStatus(StrEnum):
     SUCCESS = "SUCCESS"
     PENDING = "E_BACKUP_PENDING"
@@ -230,7 +238,11 @@ class MoodleApi(ABC):
             raise MoodleResponseInvalid("quiz_archiver_get_backup_status returned no status")
         return str(data["status"])
 
-    def process_uploaded_artifact(self, uploaded: UploadedFile, sha256: str) -> None:
+    def process_uploaded_artifact(
+        self, uploaded: UploadedFile, sha256: str, artifact_count: int | None = None
+    ) -> None:
+        """Hand the uploaded archive to the plugin. `artifact_count` (chunks uploaded, 1: the
+        whole file) only for plugins that take it: older ones reject unknown parameters."""
         params = {
             **self._ids(),
             "artifact_component": uploaded.component,
@@ -242,9 +254,19 @@ class MoodleApi(ABC):
             "artifact_itemid": uploaded.itemid,
             "artifact_sha256sum": sha256,
         }
+        if artifact_count is not None:
+            params["artifact_count"] = artifact_count
         # Not idempotent: never re-send after Moodle may have processed it.
         data = self.client.call(self.artifact_function, params, transfer=True, idempotent=False)
-        self._expect_ok(self.artifact_function, data)
+        try:
+            self._expect_ok(self.artifact_function, data)
+        except MoodleStatusError as exc:
+            explained = ARTIFACT_STATUS_MEANING.get(exc.status)
+            if explained is None:
+                raise
+            raise MoodleStatusError(
+                self.artifact_function, f"{exc.status} ({explained.format(n=artifact_count)})"
+            ) from None
 
     def probe(self) -> None:
         """Spec 3.2: call the status function without parameters; `invalidparameter` means OK."""

@@ -23,6 +23,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from .logs import register_secret
+from .multipart_body import MultipartBody
 from .task import ArchiveTask, MoodleEndpoints
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,14 @@ class MoodleResponseInvalid(MoodleError):
 
 class DownloadError(MoodleError):
     pass
+
+
+class UploadRefused(MoodleError):
+    """upload.php (or the web server in front of it) refused the file, e.g. `fileoversized`."""
+
+    def __init__(self, errortype: str, message: str) -> None:
+        super().__init__(message)
+        self.errortype = errortype
 
 
 class ProbeFailed(MoodleError):
@@ -339,20 +348,53 @@ class MoodleClient:
             dest.unlink(missing_ok=True)
             raise
 
-    def upload(self, path: Path, filename: str) -> UploadedFile:
-        """POST the artifact to upload.php into a fresh draft area (spec 3.7)."""
+    def upload_body(
+        self, filename: str, itemid: int, path: Path | None = None, offset: int = 0,
+        length: int = 0, content_type: str = "application/zip",
+    ) -> MultipartBody:
+        """upload.php's request body for `length` bytes of `path` from `offset` (spec 3.7)."""
+        fields = {"token": self._token, "filepath": "/", "itemid": str(itemid)}
+        return MultipartBody(fields, "file_1", filename, content_type, path, offset, length)
+
+    def upload(
+        self,
+        path: Path,
+        filename: str,
+        *,
+        itemid: int = 0,
+        offset: int = 0,
+        length: int | None = None,
+        content_type: str = "application/zip",
+        resend_ok: bool = False,
+    ) -> UploadedFile | None:
+        """POST `length` bytes of `path` from `offset` to upload.php as `filename`, into draft
+        area `itemid` (0: a fresh one). The body is streamed, never held in memory.
+
+        With `resend_ok`, a request whose answer was lost is sent again, and Moodle's
+        `filenameexist` for a resent file means an earlier send stored it: None is returned.
+        """
         safe_url = strip_token_from_url(self.endpoints.upload_url)
+        size = path.stat().st_size - offset if length is None else length
+        sends = 0
 
         def attempt() -> Any:
-            with path.open("rb") as fh:
-                response = self.session.post(
-                    self.endpoints.upload_url,
-                    data={"token": self._token, "filepath": "/", "itemid": "0"},
-                    files={"file_1": (filename, fh, "application/zip")},
-                    timeout=self.transfer_timeout,
-                )
+            nonlocal sends
+            sends += 1
+            body = self.upload_body(filename, itemid, path, offset, size, content_type)
+            response = self.session.post(
+                self.endpoints.upload_url,
+                data=body,
+                headers={"Content-Type": body.content_type},
+                timeout=self.transfer_timeout,
+            )
             if response.status_code >= 500:
                 raise MoodleServerError(f"upload to {safe_url}: HTTP {response.status_code}")
+            if response.status_code == 413:
+                raise UploadRefused(
+                    "request_too_large",
+                    f"upload to {safe_url}: HTTP 413, a request of {len(body)} bytes is larger "
+                    "than the web server or a proxy in front of Moodle accepts",
+                )
             if response.status_code >= 400:
                 raise MoodleResponseInvalid(f"upload to {safe_url}: HTTP {response.status_code}")
             try:
@@ -360,15 +402,19 @@ class MoodleClient:
             except ValueError:
                 raise MoodleServerError(f"upload to {safe_url}: answer is not JSON") from None
 
-        data = self._with_retries(f"upload to {safe_url}", attempt, retry_reads=False)
+        data = self._with_retries(f"upload to {safe_url}", attempt, retry_reads=resend_ok)
         _raise_if_moodle_error("upload.php", data)
         if not isinstance(data, list) or len(data) != 1 or not isinstance(data[0], dict):
             raise MoodleResponseInvalid("upload.php returned an invalid response")
         entry = data[0]
         if "errortype" in entry or "error" in entry:
-            raise MoodleError(
+            errortype = str(entry.get("errortype", "error"))
+            if errortype == "filenameexist" and resend_ok and sends > 1:
+                return None
+            raise UploadRefused(
+                errortype,
                 f"Moodle refused the upload of {entry.get('filename', filename)}: "
-                f"{entry.get('errortype', 'error')} ({entry.get('error', '')})"
+                f"{errortype} ({entry.get('error', '')})",
             )
         try:
             return UploadedFile.model_validate(entry)

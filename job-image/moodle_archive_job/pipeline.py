@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from .checkpoint import CheckpointEntry, CheckpointStore, ManifestCounter
+from .chunked_upload import DeliveryCheck
 from .final_status import UNREACHABLE, ProcessingUndelivered, Verdict, deliver, verdict
 from .finishing import Finisher
 from .jobdir import JobDir
@@ -145,6 +146,9 @@ class _JobRun:
         self.resumed = 0
         self.rerendered = 0
         self.phase = Phase.RUNNING
+        limit = self.settings.moodle_max_upload_bytes
+        self.delivery = DeliveryCheck.for_task(self.task, limit, client)
+        self.archive_bytes = 0  # what the checkpointed attempts will add to the archive
 
     # --- outcome -------------------------------------------------------------------------------
 
@@ -257,6 +261,7 @@ class _JobRun:
         await self._resume()
         if self.plan.is_finisher:
             await self._start()
+            self._check_delivery()  # before rendering: the attempt count may already tell
         await RenderStage(self, self.store, self._attempt_done).render(
             [a for a in self.own_ids if a not in self.entries]
         )
@@ -319,6 +324,14 @@ class _JobRun:
         elif todo:
             self.emit(Phase.RUNNING, f"rendering {todo} attempts")
 
+    def _check_delivery(self, new: CheckpointEntry | None = None) -> None:
+        """Fail now if the archive will not fit Moodle's upload limit (chunked_upload.py)."""
+        if new is None:
+            self.archive_bytes = sum(f.size for e in self.entries.values() for f in e.files)
+        else:
+            self.archive_bytes += sum(f.size for f in new.files)
+        self.delivery.check(self.archive_bytes, len(self.entries), len(self.attemptids))
+
     def _count_all(self) -> int:
         if not self.plan.sharded:
             return self.own_done
@@ -328,6 +341,7 @@ class _JobRun:
         self.entries[entry.attemptid] = entry
         if self.plan.is_finisher:  # the other shards' manifests are read incrementally
             self.all_done = await asyncio.to_thread(self._count_all)
+            self._check_delivery(entry)
         self.emit(Phase.RUNNING, f"attempt {self.own_done} of {len(self.own_ids)} checkpointed")
         await self._moodle_progress()
 

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from .task import (
     ARCHIVE_FILENAME_FORBIDDEN,
+    ArchiveStructure,
     ArchiveTask,
     AttemptsTask,
     BackupTask,
@@ -321,6 +322,30 @@ def _backups(raw: Any, base_url: str) -> list[BackupTask]:
     return backups
 
 
+# --- options of newer plugins (absent from older requests) ---------------------------------------
+
+
+def _max_upload_bytes(container: dict[str, Any], key: str) -> int | None:
+    """Moodle's upload limit, sent by plugins that reassemble chunked uploads (spec 2.9)."""
+    if key not in container:
+        return None
+    raw = container[key]
+    if not _is_int(raw) or raw < 1:
+        raise _Invalid("Moodle max upload bytes is invalid.")
+    return raw
+
+
+def _archive_options(container: dict[str, Any]) -> dict[str, Any]:
+    """Worker 5.0's `archive_flatten` and `archive_filehashes`, where the request has them."""
+    options: dict[str, Any] = {}
+    if "archive_flatten" in container:
+        flat = _flag(container["archive_flatten"], "Archive flatten")
+        options["archive_structure"] = ArchiveStructure.FLAT if flat else ArchiveStructure.NESTED
+    if "archive_filehashes" in container:
+        options["checksum_sidecars"] = _flag(container["archive_filehashes"], "Archive filehashes")
+    return options
+
+
 # --- the two request formats -------------------------------------------------------------------
 
 
@@ -344,6 +369,8 @@ def _parse_v7(payload: Any) -> ParsedRequest:
     archive_filename = _get(payload, "archive_filename")
     _check_ids(courseid, cmid, quizid)
     _check_archive_filename(archive_filename)
+    max_upload_bytes = _max_upload_bytes(payload, "moodle_max_upload_bytes")
+    options = _archive_options(payload)
 
     attempts = None
     raw_attempts = _get(payload, "task_archive_quiz_attempts")
@@ -379,6 +406,8 @@ def _parse_v7(payload: Any) -> ParsedRequest:
         quizid=quizid,
         attempts=attempts,
         backups=backups,
+        moodle_max_upload_bytes=max_upload_bytes,
+        **options,
     )
     return ParsedRequest(task=task, token=SecretStr(token))
 
@@ -397,6 +426,8 @@ def _parse_v1(payload: Any) -> ParsedRequest:
     archive_filename = _get(job, "archive_filename")
     _check_ids(taskid)
     _check_archive_filename(archive_filename)
+    max_upload_bytes = _max_upload_bytes(api, "max_upload_bytes")
+    options = _archive_options(job)
 
     image_optimize = _image_optimize(_get(job, "image_optimize"))
     attempts = _attempts_task(
@@ -416,5 +447,7 @@ def _parse_v1(payload: Any) -> ParsedRequest:
         archive_filename=archive_filename,
         taskid=taskid,
         attempts=attempts,
+        moodle_max_upload_bytes=max_upload_bytes,
+        **options,
     )
     return ParsedRequest(task=task, token=SecretStr(token))

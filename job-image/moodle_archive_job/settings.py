@@ -144,6 +144,14 @@ class RunnerSettings(BaseSettings):
     work_dir: str | None = None
     # Memory for static page resources kept for the whole job (render/cache_policy.py); 0: off.
     asset_cache_mib: int = Field(default=64, ge=0, le=4096)
+    # Moodle's upload limit for plugins that do not send it (quiz_archiver 4.1.0 and older):
+    # an archive above it fails as early as that is known, not at the upload. A limit the
+    # plugin sends wins.
+    moodle_max_upload_bytes: int | None = Field(default=None, gt=0)
+    # Worker 5.0's archive options, for tasks whose request does not set them: every file at
+    # the top level (`archive_flatten`), and the `.sha256` file next to every file.
+    archive_flatten: RefBool = False
+    archive_filehashes: RefBool = True
 
     def ghostscript_binary(self) -> str | None:
         return self.pdfa_conversion_ghostscript_binary_path or shutil.which("gs")

@@ -46,6 +46,14 @@ class PaperFormat(StrEnum):
         raise ValueError(f"Paper format is invalid: {value!r}.")
 
 
+class ArchiveStructure(StrEnum):
+    """Worker 5.0's archive layouts: `nested` is the 4.x layout (spec 5.2), `flat` puts every
+    file at the top level with a prefix naming what it is (`archive_flatten`)."""
+
+    NESTED = "nested"
+    FLAT = "flat"
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -107,6 +115,18 @@ class ArchiveTask(_Frozen):
     taskid: int | None = None
     attempts: AttemptsTask | None = None
     backups: list[BackupTask] = Field(default_factory=list)
+    # Moodle's upload limit, sent by plugins that reassemble chunked uploads (spec 2.9);
+    # None: the plugin (quiz_archiver 4.1.0 and older) takes the archive whole only.
+    moodle_max_upload_bytes: int | None = Field(default=None, gt=0)
+    # Archive options of worker 5.0 (`archive_flatten`, `archive_filehashes` in its requests);
+    # None: the runner's settings decide.
+    archive_structure: ArchiveStructure | None = None
+    checksum_sidecars: bool | None = None
+
+    @property
+    def takes_chunks(self) -> bool:
+        """Whether the plugin reassembles chunked uploads (and takes `artifact_count`)."""
+        return self.moodle_max_upload_bytes is not None
 
     @property
     def attempt_count(self) -> int:

@@ -22,6 +22,7 @@ from pydantic.alias_generators import to_camel
 
 from moodle_archive_job.final_status import PendingArtifact
 from moodle_archive_job.task import (
+    ArchiveStructure,
     ArchiveTask,
     AttemptsTask,
     BackupTask,
@@ -122,6 +123,9 @@ class ArchiveJobSpec(_Crd):
     attempts: AttemptsSpec | None = None
     backups: list[BackupSpec] = Field(default_factory=list)
     archive_filename: str = Field(min_length=1)
+    moodle_max_upload_bytes: int | None = Field(default=None, ge=1)
+    archive_structure: ArchiveStructure | None = None
+    checksum_sidecars: bool | None = None
     timeout_seconds: int = Field(ge=1)
     token_secret_name: str
     cancel_requested: bool = False

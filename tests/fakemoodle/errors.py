@@ -158,3 +158,13 @@ def upload_ini_size() -> MoodleError:
 def php_type_error(message: str) -> MoodleError:
     """An uncaught PHP ``TypeError`` inside a web service function."""
     return MoodleError("TypeError", None, message)
+
+
+def stored_file_not_created(filename: str) -> MoodleError:
+    """``create_file_from_pathname()`` of a name the draft area already has."""
+    return MoodleError(
+        "stored_file_creation_exception",
+        "storedfilenotcreated",
+        "Cannot create file",
+        f"Can not create file \"{filename}\" (file exists)",
+    )

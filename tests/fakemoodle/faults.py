@@ -29,6 +29,7 @@ class HttpFailure:
     status: int
     remaining: int
     body: str | None = None
+    after: int = 0  # matching requests let through before the failures start
 
 
 @dataclass
@@ -39,8 +40,8 @@ class FaultConfig:
       ``latency``: seconds per target (async sleep, other requests are not blocked);
       ``report_latency``: shortcut for ``latency["report"]``.
     HTTP failures:
-      ``fail_next(target, n, status=500)``: the next ``n`` matching requests get that status with
-      an HTML error page instead of being processed.
+      ``fail_next(target, n, status=500, after=0)``: the next ``n`` matching requests (after
+      ``after`` more) get that status with an HTML error page instead of being processed.
     Availability:
       ``down(mode="refuse")`` stops the listener (connections refused), ``down(mode="hang")``
       accepts connections but never answers; ``up()`` restores service on the same port.
@@ -95,11 +96,12 @@ class FaultConfig:
     # -- HTTP failures ------------------------------------------------------------------------
 
     def fail_next(
-        self, target: str, n: int = 1, status: int = 500, body: str | None = None
+        self, target: str, n: int = 1, status: int = 500, body: str | None = None, after: int = 0
     ) -> None:
-        """Answer the next ``n`` requests matching ``target`` with HTTP ``status``."""
+        """Answer the next ``n`` requests matching ``target`` with HTTP ``status`` (after letting
+        ``after`` of them through: ``after=3`` fails the fourth upload of a chunked archive)."""
         with self._lock:
-            self._failures.setdefault(target, []).append(HttpFailure(status, n, body))
+            self._failures.setdefault(target, []).append(HttpFailure(status, n, body, after))
 
     def take_failure(self, targets: Sequence[str]) -> HttpFailure | None:
         with self._lock:
@@ -110,6 +112,9 @@ class FaultConfig:
                     if failure.remaining <= 0:
                         queue.pop(0)
                         continue
+                    if failure.after > 0:
+                        failure.after -= 1
+                        return None
                     failure.remaining -= 1
                     return failure
             return None

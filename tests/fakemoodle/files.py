@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from . import errors
 from .faults import FaultConfig
 from .images import png
 from .state import Attachment, Attempt, DraftFile, Site, User
@@ -155,3 +156,40 @@ def store_draft(
     with site.lock:
         site.drafts[key] = draft
     return draft
+
+
+def chunk_filename(filename: str, index: int) -> str:
+    """The plugin's ``sprintf('%s.chunk%09d.bin', $originalfilename, $i)``."""
+    return f"{filename}.chunk{index:09d}.bin"
+
+
+def reassemble_chunks(
+    site: Site, *, contextid: int, itemid: int, filepath: str, filename: str, count: int
+) -> DraftFile | None:
+    """The `next` plugin's reassembly: append chunks 0..count-1 of the draft area in index
+    order, deleting each once appended, and store the result under ``filename``. ``None``
+    when a chunk is missing (the chunks appended before it are gone, as in the plugin)."""
+    tmp = site.data_dir / "reassembly" / f"{contextid}-{itemid}-{threading.get_ident()}"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    userid = 0
+    try:
+        with tmp.open("wb") as out:
+            for index in range(count):
+                name = chunk_filename(filename, index)
+                chunk = site.draft_file(contextid, itemid, filepath, name)
+                if chunk is None:
+                    return None
+                userid = chunk.userid
+                with chunk.path.open("rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                site.delete_draft(chunk)
+        with tmp.open("rb") as source:
+            draft = store_draft(
+                site, userid=userid, contextid=contextid, itemid=itemid, filepath=filepath,
+                filename=filename, source=source,
+            )
+        if draft is None:
+            raise errors.stored_file_not_created(filename)
+        return draft
+    finally:
+        tmp.unlink(missing_ok=True)

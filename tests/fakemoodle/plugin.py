@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import patterns
+from .faults import FaultConfig
 from .files import make_attachments, make_mbz
 from .state import (
     SERVICE_ARCHIVINGMOD_QUIZ,
     SERVICE_QUIZ_ARCHIVER,
+    UNCONFIGURED_UPLOAD_LIMIT,
     Attempt,
     Backup,
     Course,
@@ -269,6 +271,15 @@ def _backup_entry(site: Site, backup: Backup) -> dict[str, Any]:
     }
 
 
+def upload_limit(faults: FaultConfig | None) -> int:
+    """The `next` plugin's ``moodle_max_upload_bytes``: ``$CFG->maxbytes`` if set, else PHP's
+    smaller upload limit (``get_max_upload_file_size()``)."""
+    if faults is not None and faults.max_upload_bytes:
+        return faults.max_upload_bytes
+    php = [v for v in (faults.upload_max_filesize, faults.post_max_size) if v] if faults else []
+    return min(php) if php else UNCONFIGURED_UPLOAD_LIMIT
+
+
 def create_job(
     site: Site,
     quiz: Quiz,
@@ -288,8 +299,15 @@ def create_job(
     timeout_min: int = 60,
     attempts_subset: Sequence[int] | None = None,
     auto_register_after: float | None = None,
+    archive_flatten: bool | None = None,
+    archive_filehashes: bool | None = None,
+    faults: FaultConfig | None = None,
 ) -> Job:
-    """Do what the plugin does when a teacher submits the archive form (see module doc)."""
+    """Do what the plugin does when a teacher submits the archive form (see module doc).
+
+    ``archive_flatten`` / ``archive_filehashes``: worker 5.0's archive options, put into the
+    body when given (no released plugin sends them yet). ``faults``: the upload limits a
+    `next` plugin reads when it builds the body."""
     if protocol not in ("quiz_archiver", "archivingmod_quiz"):
         raise ValueError(f"unknown protocol {protocol!r}")
     now = site.clock.now()
@@ -303,6 +321,15 @@ def create_job(
     filename = filename_pattern or patterns.DEFAULT_FILENAME_PATTERN
     course = site.courses[quiz.courseid]
     base = site.config.internal_wwwroot
+    chunks = site.config.plugin_release == "next"
+    options = {
+        key: value
+        for key, value in (
+            ("archive_flatten", archive_flatten),
+            ("archive_filehashes", archive_filehashes),
+        )
+        if value is not None
+    }
     if protocol == "quiz_archiver":
         kinds = list(backups)
         if set(kinds) - {"quiz", "course"}:
@@ -337,6 +364,7 @@ def create_job(
             "moodle_base_url": base,
             "moodle_ws_url": f"{base}/webservice/rest/server.php",
             "moodle_upload_url": f"{base}/webservice/upload.php",
+            **({"moodle_max_upload_bytes": upload_limit(faults)} if chunks else {}),
             "wstoken": token,
             "courseid": quiz.courseid,
             "cmid": quiz.cmid,
@@ -353,6 +381,7 @@ def create_job(
             },
             "task_moodle_backups": [_backup_entry(site, b) for b in started] or None,
             "archive_filename": archive_name,
+            **options,
         }
         job = Job(
             protocol,
@@ -390,6 +419,7 @@ def create_job(
                 "base_url": base,
                 "webservice_url": f"{base}/webservice/rest/server.php",
                 "upload_url": f"{base}/webservice/upload.php",
+                **({"max_upload_bytes": upload_limit(faults)} if chunks else {}),
             },
             "job": {
                 "attemptids": attemptids,
@@ -402,6 +432,7 @@ def create_job(
                 "fetch_metadata": True,
                 "fetch_attachments": report_sections["attachments"] in ("1", 1),
                 "keep_html_files": bool(keep_html_files),
+                **options,
             },
         }
         job = Job(

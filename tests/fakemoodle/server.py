@@ -19,7 +19,7 @@ from .app import FakeMoodleApp
 from .faults import DownMode, FaultConfig
 from .records import CallRecord, Recorder, token_hash
 from .report_html import ReportOptions, render_report
-from .state import Clock, Job, Protocol, Quiz, Site, SiteConfig
+from .state import Clock, Job, PluginRelease, Protocol, Quiz, Site, SiteConfig
 from .ws_functions import QUIZ_ARCHIVER_SECTIONS
 
 
@@ -53,6 +53,7 @@ class FakeMoodle:
         mathjax_root: str | Path | None = None,
         metadata_max_ids: int | None = 100,
         report_trailer: str = "</body></html>",
+        plugin_release: PluginRelease = "4.1.0",
     ) -> None:
         if not host.startswith("127.") and host != "localhost":
             raise ValueError("the fake Moodle only listens on loopback addresses")
@@ -72,6 +73,7 @@ class FakeMoodle:
             mathjax_version=mathjax_version,
             metadata_max_ids=metadata_max_ids,
             report_trailer=report_trailer,
+            plugin_release=plugin_release,
         )
         self.site = Site(self.data_dir, self.clock, self.config)
         self.recorder = Recorder()
@@ -225,7 +227,7 @@ class FakeMoodle:
         **kwargs: Any,
     ) -> Job:
         """See :func:`tests.fakemoodle.plugin.create_job` (extra: ``backup_bytes``,
-        ``auto_register_after``)."""
+        ``auto_register_after``, ``archive_flatten``, ``archive_filehashes``)."""
         if self.port is None:
             raise RuntimeError("start the FakeMoodle before creating jobs (URLs need the port)")
         return plugin.create_job(
@@ -244,6 +246,7 @@ class FakeMoodle:
             archive_filename_pattern=archive_filename_pattern,
             timeout_min=timeout_min,
             attempts_subset=attempts_subset,
+            faults=self.faults,
             **kwargs,
         )
 

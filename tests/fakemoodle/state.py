@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 Protocol = Literal["quiz_archiver", "archivingmod_quiz"]
+PluginRelease = Literal["4.1.0", "next"]
+PLUGIN_RELEASES: tuple[PluginRelease, ...] = ("4.1.0", "next")
+# What a `next` plugin sends as its upload limit when no limit is configured here: PHP's
+# upload_max_filesize / post_max_size raised to 8G (what get_max_upload_file_size() gives).
+UNCONFIGURED_UPLOAD_LIMIT = 8 * 1024**3
 
 QUIZ_ARCHIVER_FINAL = ("FINISHED", "FAILED", "TIMEOUT", "DELETED")
 
@@ -54,6 +59,10 @@ class SiteConfig:
     report_trailer: str = "</body></html>"
     metadata_max_ids: int | None = 100
     max_request_line: int = 8190
+    # Which plugin generation the site runs: "4.1.0" (released quiz_archiver; archivingmod_quiz
+    # 1.0.0) or "next" (chunked uploads: requests carry the upload limit, the artifact call
+    # requires `artifact_count` and reassembles chunks).
+    plugin_release: PluginRelease = "4.1.0"
 
 
 class Clock:

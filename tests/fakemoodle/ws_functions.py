@@ -1,4 +1,5 @@
-"""The plugins' web service functions (quiz_archiver 4.1.0, archivingmod_quiz 1.0.0).
+"""The plugins' web service functions (quiz_archiver 4.1.0, archivingmod_quiz 1.0.0, and the
+`next` generation's chunked-upload variant of process_uploaded_artifact).
 
 Each function declares its parameters (validated by :mod:`.params` before the body runs) and
 returns a dict in the key order of the plugin's ``execute_returns()`` (Moodle reorders the
@@ -17,7 +18,7 @@ from urllib.parse import quote
 from . import patterns
 from .errors import MoodleError, invalid_parameter, php_type_error
 from .faults import FaultConfig
-from .files import attachment_content_hash, attachment_size
+from .files import attachment_content_hash, attachment_size, reassemble_chunks
 from .params import (
     DEFAULT,
     PARAM_BOOL,
@@ -89,6 +90,13 @@ class WsFunction:
     handler: Handler
     report: bool = False
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # The parameters on a site with the `next` plugin generation, where they differ.
+    next_parameters: Single | None = None
+
+    def parameters_for(self, release: str) -> Single:
+        if release == "next" and self.next_parameters is not None:
+            return self.next_parameters
+        return self.parameters
 
 
 def _text(required: int = 1) -> Value:
@@ -405,20 +413,32 @@ def _take_artifact(
     finished: str | int,
     codes: tuple[str, str, str],
 ) -> dict[str, Any]:
-    """Locate the draft file, verify its SHA-256 and store it (job FINISHED), or fail the job.
+    """Locate the draft file (`next`: reassemble it from ``artifact_count`` chunks first),
+    verify its SHA-256 and store it (job FINISHED), or fail the job.
 
     ``codes`` are the plugin's statuses for: draft not found, checksum mismatch, store failure.
     """
     site = ctx.site
-    draft = site.draft_file(
-        p["artifact_contextid"],
-        p["artifact_itemid"],
-        p["artifact_filepath"],
-        p["artifact_filename"],
-    )
-    if draft is None:
+    count = p.get("artifact_count", 1)  # only the `next` plugins have the parameter
+    where = {
+        "contextid": p["artifact_contextid"],
+        "itemid": p["artifact_itemid"],
+        "filepath": p["artifact_filepath"],
+        "filename": p["artifact_filename"],
+    }
+    if count == 1:
+        draft = site.draft_file(**where)
+        if draft is None:
+            site.set_status(job, failed, source="moodle")
+            return {"status": codes[0]}
+    elif count > 1:
+        draft = reassemble_chunks(site, **where, count=count)
+        if draft is None:
+            site.set_status(job, failed, source="moodle")
+            return {"status": "E_CHUNK_REASSEMBLY_FAILED"}
+    else:
         site.set_status(job, failed, source="moodle")
-        return {"status": codes[0]}
+        return {"status": "E_INVALID_ARTIFACT_COUNT"}
     checksum = sha256_file(draft.path)
     if p["artifact_sha256sum"] != checksum:  # PHP "!=": an upper-case hex digest does not match
         site.set_status(job, failed, source="moodle")
@@ -554,6 +574,9 @@ _ARTIFACT_PARAMS: dict[str, Value | Single | Multiple] = {
     "artifact_sha256sum": _text(),
 }
 
+# `next` (quiz_archiver's chunked uploads, local_archiving drivers alike): a required count.
+_NEXT_ARTIFACT = {"artifact_count": _int()}
+
 FUNCTIONS: dict[str, WsFunction] = {
     f.name: f
     for f in (
@@ -609,6 +632,7 @@ FUNCTIONS: dict[str, WsFunction] = {
             SERVICE_QUIZ_ARCHIVER,
             Single({"jobid": _text(), **_ARTIFACT_PARAMS}),
             qa_process_uploaded_artifact,
+            next_parameters=Single({"jobid": _text(), **_ARTIFACT_PARAMS, **_NEXT_ARTIFACT}),
         ),
         WsFunction(
             "archivingmod_quiz_update_task_status",
@@ -651,6 +675,9 @@ FUNCTIONS: dict[str, WsFunction] = {
             SERVICE_ARCHIVINGMOD_QUIZ,
             Single({"uuid": _text(), "taskid": _int(), **_ARTIFACT_PARAMS}),
             am_process_uploaded_artifact,
+            next_parameters=Single(
+                {"uuid": _text(), "taskid": _int(), **_ARTIFACT_PARAMS, **_NEXT_ARTIFACT}
+            ),
         ),
     )
 }
@@ -670,7 +697,7 @@ OTHER_KNOWN_FUNCTIONS = frozenset(
 
 def call(fn: WsFunction, ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     """Validate ``params`` and run the function body (raises :class:`MoodleError`)."""
-    validated = validate_parameters(fn.parameters, params)
+    validated = validate_parameters(fn.parameters_for(ctx.site.config.plugin_release), params)
     return fn.handler(ctx, validated)
 
 
