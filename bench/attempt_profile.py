@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench._measure import process_kind  # noqa: E402
 from bench.render_bench import LOOPBACK_ONLY, NODE_MODULES, settings  # noqa: E402
+from moodle_archive_job import pdf_postprocess  # noqa: E402
 from moodle_archive_job.archive_writer import ArchiveWriter  # noqa: E402
 from moodle_archive_job.moodle_api import AttemptReport  # noqa: E402
 from moodle_archive_job.moodle_client import MoodleClient  # noqa: E402
@@ -65,9 +66,19 @@ class Approach:
     setup: Callable[[], None] = lambda: None  # switches module-level choices
 
 
+def _docinfo_by(fast: bool) -> Callable[[], None]:
+    def choose() -> None:
+        pdf_postprocess.append_docinfo = _APPEND_DOCINFO if fast else lambda *_args: False
+
+    return choose
+
+
+_APPEND_DOCINFO = pdf_postprocess.append_docinfo
+# previous: the document info for Ghostscript cleaned by pypdf's incremental writer (it
+# re-serialises the whole file); current: appended by hand (pdf_docinfo.py).
 APPROACHES = (
-    Approach("previous"),
-    Approach("current"),
+    Approach("previous", setup=_docinfo_by(fast=False)),
+    Approach("current", setup=_docinfo_by(fast=True)),
 )
 
 

@@ -38,8 +38,10 @@ from pypdf.generic import (
     NameObject,
     NumberObject,
     StreamObject,
+    TextStringObject,
 )
 
+from .pdf_docinfo import append_docinfo
 from .task import ImageOptimize
 
 logger = logging.getLogger(__name__)
@@ -280,6 +282,10 @@ def _with_clean_docinfo(reader: PdfReader, pdf_path: Path, target: Path) -> Path
     if not cleaned:
         return pdf_path
     logger.debug("document info reduced to plain ASCII for Ghostscript: %s", sorted(cleaned))
+    values = {key: info.raw_get(key) for key in info}
+    values.update((key, TextStringObject(text)) for key, text in cleaned.items())
+    if append_docinfo(reader, pdf_path, values, target):
+        return target
     writer = PdfWriter(reader, incremental=True)
     writer.add_metadata(cleaned)
     with target.open("wb") as out:
