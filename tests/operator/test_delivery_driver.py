@@ -112,7 +112,9 @@ class World:
             Backoff(), self.clock,
         )  # fmt: skip
 
-    def submit(self, timeout: int = 3600, **status: Any) -> tuple[dict[str, Any], Job]:
+    def submit(
+        self, timeout: int = 3600, register: bool = True, **status: Any
+    ) -> tuple[dict[str, Any], Job]:
         """An ArchiveJob and its token Secret as the gateway makes them, Moodle's row made."""
         moodle_job = self.moodle.create_job(self.moodle.create_quiz(attempts=1))
         parsed = parse_archive_request(
@@ -130,7 +132,8 @@ class World:
         secret["metadata"]["creationTimestamp"] = aj["metadata"]["creationTimestamp"]
         self.kube.archivejobs[aj["metadata"]["name"]] = aj
         self.kube.secrets[aj["spec"]["tokenSecretName"]] = secret
-        self.moodle.register_job(moodle_job, job_id)
+        if register:
+            self.moodle.register_job(moodle_job, job_id)
         return aj, moodle_job
 
     def settle(self, name: str) -> dict[str, Any]:
@@ -232,3 +235,16 @@ def test_a_token_moodle_already_dropped_ends_the_duty(moodle: FakeMoodle) -> Non
     aj = w.settle(aj["metadata"]["name"])
     assert notified(aj) == ("True", "AlreadyFinal")
     assert aj["spec"]["tokenSecretName"] not in w.kube.secrets
+
+
+def test_an_orphaned_token_of_a_job_moodle_never_registered_is_dropped(moodle: FakeMoodle) -> None:
+    """The gateway refused the task after storing its Secret: Moodle has no such job."""
+    w = World(moodle)
+    aj, moodle_job = w.submit(register=False)
+    secret_name = aj["spec"]["tokenSecretName"]
+    del w.kube.archivejobs[aj["metadata"]["name"]]
+    secret = {"metadata": w.kube.secrets[secret_name]["metadata"]}
+    assert asyncio.run(w.orphans.visit(secret)) is True
+    assert w.kube.events[-1]["reason"] == "MoodleUnknownJob"
+    assert secret_name not in w.kube.secrets
+    assert moodle_job.token_valid and moodle_job.status is None

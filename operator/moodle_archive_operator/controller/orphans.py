@@ -35,6 +35,8 @@ from .workqueue import KeyedLocks
 
 log = logging.getLogger("moodle_archive_operator.operator")
 
+UNKNOWN_JOB = frozenset({"E_UPDATE_FAILED", "E_JOB_NOT_FOUND", "E_TASK_NOT_FOUND"})
+
 PostEvents = Callable[[dict[str, Any], list[EventSpec]], Awaitable[None]]
 
 
@@ -120,6 +122,12 @@ class OrphanedTokens:
             "archivejob": facts.archivejob, "status": str(duty.status), "answer": answer,
             "attempt": done.attempts}})  # fmt: skip
         kind, reason = EVENTS[result]
+        if result is Verdict.RETRY and answer in UNKNOWN_JOB:
+            # Moodle never registered the job (a task the gateway refused after storing its
+            # Secret) or dropped it: nothing to tell, unlike for a live ArchiveJob, where
+            # this may be Moodle's database failing.
+            result, kind, reason = Verdict.REFUSED, "Normal", "MoodleUnknownJob"
+            message = f"Moodle does not know this job ({answer}); nothing to tell"
         await self._event(facts, kind, reason, f"{message} (the ArchiveJob was deleted)")
         if result is Verdict.RETRY:
             self._owed[name] = replace(orphan, duty=done)
