@@ -8,17 +8,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from kubernetes.client import ApiClient
 
+from ..archivejob import LABEL_ARCHIVEJOB_UID
 from .admission import LIVE_SELECTOR, Admitter
 from .delivery import Duty
 from .duty import backoff_of
 from .kube import Kube, KubeError, make_api_client
 from .metrics import OperatorMetrics
 from .orphans import OrphanedTokens
-from .queueing import is_final
+from .queueing import is_admitted, is_final
 from .reconciler import Reconciler
 from .settings import OperatorSettings
 from .workqueue import KeyedLocks, WorkQueue
@@ -176,7 +178,23 @@ class Runtime:
         log.info("ArchiveJob deleted before Moodle was told its end",
                  extra={"fields": {"archivejob": body["metadata"]["name"]}})  # fmt: skip
         self.orphans.adopt(body, secret)
+        if is_admitted(body) and not is_final(body):
+            # A runner stopped by the deletion tells Moodle itself on its way out: let it go
+            # first (it may still be talking to Moodle; a FAILED from here would fail it).
+            await self._pods_gone(str(body["metadata"].get("uid")))
         await self.orphans.visit(secret)
+
+    async def _pods_gone(self, uid: str) -> None:
+        assert self.kube is not None
+        deadline = time.monotonic() + self.settings.job_termination_grace_period_sec + 10
+        selector = f"{LABEL_ARCHIVEJOB_UID}={uid}"
+        while time.monotonic() < deadline:
+            try:
+                if not await self.kube.list_metadata("Pod", label_selector=selector):
+                    return
+            except KubeError:
+                pass
+            await asyncio.sleep(1.0)
 
     def probe(self) -> dict[str, Any]:
         admitter = self.admitter
