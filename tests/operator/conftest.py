@@ -104,15 +104,19 @@ class Harness:
         timeout: int = 600,
         register: bool = True,
         with_secret: bool = True,
+        base_url: str | None = None,
     ) -> tuple[dict[str, Any], Job]:
         """Create the ArchiveJob and its token Secret as the gateway does, then let Moodle
-        register the job id (as after the worker's 200 answer)."""
+        register the job id (as after the worker's 200 answer). `base_url`: another Moodle
+        site in the spec (for jobs no runner runs)."""
         moodle_job = moodle_job or self.fake_job()
         body = moodle_job.request_body
         parsed = parse_archive_request(body, detect_protocol(body))
         self.tokens.append(parsed.token.get_secret_value())
         job_id = new_job_id()
         manifest = build_archivejob(spec_from_task(parsed.task, job_id, timeout), self.namespace)
+        if base_url:
+            manifest["spec"]["moodle"]["baseUrl"] = base_url
         created = self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, manifest
         )
