@@ -1,9 +1,9 @@
 """The ZIP artifact, written as the job goes (spec 5.1, 5.2, 5.5).
 
 Every regular file gets a sibling `<name>.sha256` entry holding only the
-lowercase hex SHA-256 of its content. Entries are relative paths, files only
-(no directory entries), in the order they are added, so the archive does not
-depend on how many attempts were rendered at once.
+lowercase hex SHA-256 of its content (unless sidecars are switched off). Entries are
+relative paths, files only (no directory entries), in the order they are added, so the
+archive does not depend on how many attempts were rendered at once.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ def check_member_name(name: str) -> str:
 
 
 class ArchiveWriter:
-    def __init__(self, path: Path, compression: str = "DEFLATED") -> None:
+    def __init__(self, path: Path, compression: str = "DEFLATED", sidecars: bool = True) -> None:
         self.path = path
+        self.sidecars = sidecars  # worker 5.0 can switch them off (`archive_filehashes`)
         self._zip = zipfile.ZipFile(
             path, "w", compression=COMPRESSION[compression], allowZip64=True, compresslevel=None
         )
@@ -72,13 +73,15 @@ class ArchiveWriter:
                 digest.update(chunk)
                 dst.write(chunk)
         checksum = digest.hexdigest()
-        self._zip.writestr(self._info(name + ".sha256"), checksum)
+        if self.sidecars:
+            self._zip.writestr(self._info(name + ".sha256"), checksum)
         return checksum
 
     def add_bytes(self, name: str, data: bytes) -> str:
         checksum = hashlib.sha256(data).hexdigest()
         self._zip.writestr(self._info(name), data)
-        self._zip.writestr(self._info(name + ".sha256"), checksum)
+        if self.sidecars:
+            self._zip.writestr(self._info(name + ".sha256"), checksum)
         return checksum
 
     def has_prefix(self, prefix: str) -> bool:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from .archive_layout import METADATA_CSV, ArchiveLayout, ArchiveOptions
 from .archive_writer import ArchiveWriter, sha256_file
 from .checkpoint import CheckpointEntry
 from .chunked_upload import UploadTarget, upload_archive
 from .final_status import PendingArtifact, ProcessingUndelivered
-from .folders import FolderAllocator
 from .metadata_csv import build_metadata_csv
 from .moodle_api import BackupStatus, JobStatus
 from .moodle_client import MoodleServerError, MoodleUnreachable, UploadedFile
@@ -51,6 +51,8 @@ class Finisher:
         self.keep_archive = keep_archive
         self.zip_path = self.jobdir.zip_path(self.task.archive_name)
         self.paths: dict[int, str] = {}
+        self.options = ArchiveOptions.for_task(self.task, self.settings)
+        self.layout = ArchiveLayout(self.options.structure)
 
     def already_uploaded(self) -> Artifact | None:
         data = self.jobdir.read_state(self.jobdir.uploaded_state)
@@ -70,7 +72,9 @@ class Finisher:
         pending = self._pending_upload()
         if pending is None:  # else the ZIP is already in Moodle's draft area
             scratch = self.jobdir.scratch(0)
-            writer = ArchiveWriter(self.zip_path, self.settings.zip_compression_algo)
+            writer = ArchiveWriter(
+                self.zip_path, self.settings.zip_compression_algo, self.options.sidecars
+            )
             try:
                 if attemptids:
                     self.run.emit(Phase.RUNNING, f"building {self.task.archive_name}")
@@ -89,26 +93,24 @@ class Finisher:
     def _add_attempts(
         self, writer: ArchiveWriter, attemptids: list[int], entries: dict[int, CheckpointEntry]
     ) -> None:
-        allocator = FolderAllocator()
         for attemptid in attemptids:
             entry = entries[attemptid]
-            folder = allocator.allocate(entry.foldername, attemptid)
-            base = f"attempts/{folder}"
+            place = self.layout.attempt(attemptid, entry.foldername, entry.filename)
             for f in entry.files:
                 source = self.checkpoints / "attempts" / str(attemptid) / f.path
-                if writer.add_file(f"{base}/{f.name}", source) != f.sha256:
+                if writer.add_file(place.member(f.name), source) != f.sha256:
                     raise JobFailed(f"the checkpoint of attempt {attemptid} changed while zipping")
-            self.paths[attemptid] = f"{base}/{entry.filename}"
+            self.paths[attemptid] = place.prefix
 
     async def _metadata(self, writer: ArchiveWriter, attemptids: list[int]) -> None:
         rows = await asyncio.to_thread(self.run.api.get_attempts_metadata, attemptids)
         data = build_metadata_csv(rows, self.paths)
-        await asyncio.to_thread(writer.add_bytes, "attempts_metadata.csv", data)
+        await asyncio.to_thread(writer.add_bytes, METADATA_CSV, data)
 
     # --- backups -------------------------------------------------------------------------------
 
     async def _backup(self, writer: ArchiveWriter, backup: BackupTask, scratch: Path) -> None:
-        name = f"backups/{backup.filename}"
+        name = self.layout.backup(backup.filename)
         if self.settings.demo_mode:
             text = b"Backups are not included in archives made in demo mode.\n"
             await asyncio.to_thread(writer.add_bytes, name, text)

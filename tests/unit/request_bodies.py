@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from moodle_archive_job.task import ArchiveTask
+
 TOKEN = "0123456789abcdef0123456789abcdef"
 BASE = "https://moodle.example"
 
@@ -101,3 +103,13 @@ def v1_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return copy.deepcopy(body)
+
+
+def minimal_task(**extra: Any) -> ArchiveTask:
+    """The smallest valid quiz_archiver task (no attempts), with `extra` fields."""
+    return ArchiveTask.model_validate({
+        "protocol": "quiz_archiver/v7",
+        "moodle": {"base_url": BASE, "ws_url": f"{BASE}/webservice/rest/server.php",
+                   "upload_url": f"{BASE}/webservice/upload.php"},
+        "archive_filename": "quiz-archive", "courseid": 1, "cmid": 2, "quizid": 3, **extra,
+    })  # fmt: skip

@@ -31,6 +31,7 @@ from moodle_archive_job.request_parsing import detect_protocol, parse_archive_re
 from moodle_archive_job.task import ArchiveTask
 from tests.fakemoodle import FakeMoodle, Job
 from tests.fakemoodle.testing import WsClient, artifact_params
+from tests.unit.request_bodies import minimal_task
 
 MB = 1_000_000
 
@@ -99,10 +100,10 @@ def test_early_check_before_rendering_and_during_the_run() -> None:
 
 
 def test_upload_target_prefers_the_plugins_limit() -> None:
-    task = _task(moodle_max_upload_bytes=5 * MB)
+    task = minimal_task(moodle_max_upload_bytes=5 * MB)
     assert UploadTarget.of(task, 1 * MB) == UploadTarget(5 * MB, True)
-    assert UploadTarget.of(_task(), 1 * MB) == UploadTarget(1 * MB, False)
-    assert UploadTarget.of(_task(), None) == UploadTarget(None, False)
+    assert UploadTarget.of(minimal_task(), 1 * MB) == UploadTarget(1 * MB, False)
+    assert UploadTarget.of(minimal_task(), None) == UploadTarget(None, False)
 
 
 # --- against the fake Moodle -------------------------------------------------------------------
@@ -304,17 +305,9 @@ def test_runner_explains_reassembly_statuses(next_moodle: FakeMoodle, tmp_path: 
 
 
 def _endpoints():  # type: ignore[no-untyped-def]
-    return _task().moodle
+    return minimal_task().moodle
 
 
-def _task(**extra: object) -> ArchiveTask:
-    base = "https://moodle.example.org"
-    return ArchiveTask.model_validate({
-        "protocol": "quiz_archiver/v7",
-        "moodle": {"base_url": base, "ws_url": f"{base}/webservice/rest/server.php",
-                   "upload_url": f"{base}/webservice/upload.php"},
-        "archive_filename": "quiz-archive", "courseid": 1, "cmid": 2, "quizid": 3, **extra,
-    })  # fmt: skip
 
 
 def test_redelivery_by_the_operator_keeps_the_chunk_count(
