@@ -29,6 +29,8 @@ from .urls import loggable_url
 
 logger = logging.getLogger(__name__)
 
+# What the asset cache handles; media (ranges of large files), documents and the rest pass.
+_KEPT_TYPES = frozenset({"script", "stylesheet", "font", "image", "fetch", "xhr"})
 _BASE_HREF = re.compile(r"""<base\s[^>]*?href\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
 
 
@@ -147,7 +149,11 @@ class _ResourceRoute:
         patch = (
             self.patches is not None and request.resource_type == "script" and self.patches(url)
         )
-        if self.assets is None or carries_secret(url, request.headers):
+        if (
+            self.assets is None
+            or request.resource_type not in _KEPT_TYPES
+            or carries_secret(url, request.headers)
+        ):
             if patch:
                 await self._fetch_and_answer(route, patch)
             else:
