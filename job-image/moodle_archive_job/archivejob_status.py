@@ -30,15 +30,15 @@ import requests
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .logs import redact, register_secret
+from .logs import register_secret
 from .progress import Phase, ProgressEvent
+from .reasons import one_line
 
 log = logging.getLogger(__name__)
 
 API_PATH = "/apis/moodlearchiver.io/v1alpha1/namespaces/{namespace}/archivejobs/{name}/status"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TERMINAL = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.TIMED_OUT})
-MAX_MESSAGE = 1024
 
 
 class StatusSinkSettings(BaseSettings):
@@ -92,7 +92,11 @@ def status_patch(event: ProgressEvent) -> dict[str, Any]:
     if shards is not None:
         status["shards"] = shards
     if event.message:
-        status["message"] = redact(event.message)[:MAX_MESSAGE]
+        status["message"] = one_line(event.message)
+    if event.failed_attempts:
+        status["failedAttempts"] = list(event.failed_attempts)
+    if event.warnings:
+        status["warnings"] = [one_line(w) for w in event.warnings]
     moodle_status = event.moodle_status or ("RUNNING" if event.phase is Phase.RUNNING else None)
     if moodle_status:
         status["moodleStatus"] = moodle_status

@@ -23,6 +23,7 @@ from .setting_names import SettingsNameError
 from .settings import RunnerSettings
 from .shards import ShardPlan
 from .task import ArchiveTask
+from .termination import write_termination_message
 from .version import VERSION
 
 EXIT_OK = 0
@@ -124,7 +125,7 @@ def run_job_command(args: argparse.Namespace, extra_sinks: tuple[ProgressSink, .
     try:
         settings = RunnerSettings()
     except (ValidationError, SettingsNameError) as exc:
-        print(f"moodle-archiver: invalid settings: {exc}", file=sys.stderr)
+        _fail(f"invalid settings: {exc}")
         return EXIT_INVALID_INPUT
     json_lines = {"auto": None, "json": True, "text": False}[args.log_format]
     interactive = sys.stderr.isatty() if json_lines is None else not json_lines
@@ -135,7 +136,7 @@ def run_job_command(args: argparse.Namespace, extra_sinks: tuple[ProgressSink, .
         shards = _shard_plan(args)
         task, token = load_task(args)
     except InputError as exc:
-        print(f"moodle-archiver: {exc}", file=sys.stderr)
+        _fail(str(exc))
         return EXIT_INVALID_INPUT
     register_secret(token.get_secret_value())
     status_sink = sink_from_env()  # the pod's own ArchiveJob status, when run for one
@@ -154,9 +155,16 @@ def run_job_command(args: argparse.Namespace, extra_sinks: tuple[ProgressSink, .
             status_sink.close()
     if outcome.phase is Phase.SUCCEEDED:
         print(outcome.message, file=sys.stderr if not interactive else sys.stdout)
+        write_termination_message(outcome.message)
         return EXIT_OK
-    print(f"moodle-archiver: {outcome.phase}: {outcome.message}", file=sys.stderr)
+    _fail(f"{outcome.phase}: {outcome.message}")
     return EXIT_TIMEOUT if outcome.phase is Phase.TIMED_OUT else EXIT_FAILED
+
+
+def _fail(message: str) -> None:
+    """The last line on stderr, and the pod's termination message."""
+    print(f"moodle-archiver: {message}", file=sys.stderr)
+    write_termination_message(message)
 
 
 async def _stoppable(ctx: JobContext) -> JobOutcome | None:
@@ -182,9 +190,9 @@ def _terminated(
             answer = api_for(task, client, job_id).update_status(JobStatus.FAILED)
         finally:
             client.close()
-        print(f"moodle-archiver: stopped; Moodle told FAILED ({answer})", file=sys.stderr)
+        _fail(f"stopped; Moodle told FAILED ({answer})")
     else:
-        print("moodle-archiver: stopped", file=sys.stderr)
+        _fail("stopped")
     return EXIT_TERMINATED
 
 

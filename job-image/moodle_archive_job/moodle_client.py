@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -206,19 +207,20 @@ class MoodleClient:
     def _with_retries(self, what: str, attempt: Callable[[], T], *, retry_reads: bool = True) -> T:
         """Run `attempt`, retrying transport errors and 5xx with exponential backoff."""
         delay = self.backoff_sec
+        started = time.monotonic()
         for round_ in range(self.retries + 1):
             last = round_ == self.retries
             try:
                 return attempt()
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if isinstance(exc, requests.ReadTimeout) and not retry_reads:
-                    raise MoodleUnreachable(f"{what}: Moodle did not answer in time") from None
-                if last:
-                    raise MoodleUnreachable(f"{what}: {_describe_transport_error(exc)}") from None
+                cause = self._transport_cause(exc)
+                if last or (isinstance(exc, requests.ReadTimeout) and not retry_reads):
+                    raise MoodleUnreachable(
+                        unreachable_message(what, time.monotonic() - started, cause)
+                    ) from None
                 log.warning(
                     "Moodle unreachable, retrying",
-                    extra={"fields": {"call": what, "retry_in_sec": delay,
-                                      "error": _describe_transport_error(exc)}},
+                    extra={"fields": {"call": what, "retry_in_sec": delay, "error": cause}},
                 )
             except MoodleServerError as exc:
                 if last:
@@ -229,6 +231,28 @@ class MoodleClient:
             self._sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+    def _transport_cause(self, exc: Exception) -> str:
+        if isinstance(exc, requests.ConnectTimeout):
+            return f"no connection within {self.timeout[0]:g} s"
+        if isinstance(exc, requests.ReadTimeout):
+            limit = _READ_TIMEOUT.search(str(exc))
+            return f"no answer within {float(limit.group(1)):g} s" if limit else "no answer in time"
+        return transport_cause(exc)
+
+    def silent_because(self, timeout_sec: float = 10.0) -> str | None:
+        """Why Moodle's site does not answer at all (a GET of its base URL), or None if it
+        answers anything. Tells "Moodle is down" from a problem of one page or one file."""
+        try:
+            self.session.get(
+                self.endpoints.base_url,
+                timeout=(self.timeout[0], min(self.timeout[1], timeout_sec)),
+                allow_redirects=False,
+                stream=True,
+            ).close()
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            return self._transport_cause(exc)
+        return None
 
     # --- REST ----------------------------------------------------------------------------------
 
@@ -442,9 +466,41 @@ def _raise_if_error_body(path: Path, safe_url: str) -> None:
         )
 
 
-def _describe_transport_error(exc: Exception) -> str:
-    if isinstance(exc, requests.ConnectTimeout):
-        return "connecting to Moodle timed out"
+def transport_cause(exc: BaseException) -> str:
+    """What a failed connection to Moodle ran into, in a few words."""
+    text = str(exc).lower()
+    for needle, cause in _TRANSPORT_CAUSES:
+        if needle in text:
+            return cause
     if isinstance(exc, requests.Timeout):
-        return "Moodle did not answer in time"
-    return "could not connect to Moodle"
+        return "no answer in time"
+    return "could not connect"
+
+
+_READ_TIMEOUT = re.compile(r"read timeout=([0-9.]+)")
+_TRANSPORT_CAUSES = (
+    ("connection refused", "connection refused"),
+    ("name or service not known", "host name not resolved"),
+    ("failed to resolve", "host name not resolved"),
+    ("temporary failure in name resolution", "host name not resolved"),
+    ("connection reset", "connection reset"),
+    ("remotedisconnected", "connection closed without an answer"),
+    ("remote end closed connection", "connection closed without an answer"),
+    ("no route to host", "no route to host"),
+    ("network is unreachable", "network unreachable"),
+    ("certificate verify failed", "TLS certificate not trusted"),
+    ("sslerror", "TLS error"),
+)
+
+
+def unreachable_message(what: str, waited_sec: float, cause: str) -> str:
+    """'Moodle did not answer <call> for <duration> (<cause>)'."""
+    return f"Moodle did not answer {what} for {format_duration(waited_sec)} ({cause})"
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"

@@ -60,12 +60,21 @@ _TRANSLITERATION = str.maketrans(
         "(": "[", ")": "]", "\\": "/",
     }
 )  # fmt: skip
+_SALIENT = re.compile(r"error|cannot|can't|unable|reverting|abort|fail|invalid|CIDFont", re.I)
 _PDFAID_PART = re.compile(rb"pdfaid:part\s*(?:=\s*['\"]\s*|>\s*)3\s*['\"<]")
 _PDFAID_CONFORMANCE = re.compile(rb"pdfaid:conformance\s*(?:=\s*['\"]\s*|>\s*)B\s*['\"<]")
 
 
 class PdfaError(Exception):
-    """Ghostscript is unusable, failed, or did not produce PDF/A."""
+    """Ghostscript is unusable, failed, or did not produce PDF/A.
+
+    The message names the reason with Ghostscript's salient lines; `output` holds the tail
+    of everything Ghostscript printed, for the log.
+    """
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 # --- image optimisation ------------------------------------------------------------------------
@@ -208,8 +217,12 @@ def convert_to_pdfa(
         messages = _run_ghostscript(gs_binary, timeout_sec, work, [definitions, source], output)
         problems = pdfa_problems(output, worker_version, pages)
         if problems:
-            detail = f"; Ghostscript said: {_tail(messages)}" if messages.strip() else ""
-            raise PdfaError(f"Ghostscript did not produce PDF/A-3b ({', '.join(problems)}){detail}")
+            # Ghostscript's own words first: they name the cause, the problems the symptom.
+            said = f": Ghostscript said: {_salient(messages)}" if messages.strip() else ""
+            raise PdfaError(
+                f"Ghostscript did not produce PDF/A-3b{said} ({', '.join(problems)})",
+                _tail(messages),
+            )
         if messages.strip():
             logger.debug("Ghostscript: %s", _tail(messages))
         os.replace(output, pdf_path)
@@ -375,10 +388,21 @@ def _run_ghostscript(
         raise PdfaError(f"Ghostscript ({gs_binary}) does not run: {exc}") from None
     messages = (done.stdout + done.stderr).strip()
     if done.returncode != 0:
-        raise PdfaError(f"Ghostscript failed (exit code {done.returncode}): {_tail(messages)}")
+        raise PdfaError(
+            f"Ghostscript failed (exit code {done.returncode}): {_salient(messages)}",
+            _tail(messages),
+        )
     if not output.is_file() or output.stat().st_size == 0:
-        raise PdfaError(f"Ghostscript wrote no output: {_tail(messages)}")
+        raise PdfaError(f"Ghostscript wrote no output: {_salient(messages)}", _tail(messages))
     return messages
+
+
+def _salient(text: str, limit: int = 240) -> str:
+    """Ghostscript's lines that say what went wrong (errors, fallbacks), else its last words."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    picked = list(dict.fromkeys(line for line in lines if line and _SALIENT.search(line)))
+    summary = " | ".join(picked) if picked else " ".join(text.split())[-limit:]
+    return summary if len(summary) <= limit else summary[: limit - 3] + "..."
 
 
 def _tail(text: str) -> str:

@@ -23,12 +23,13 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
+from .attempt_outcomes import AttemptFailed, AttemptOutcomes
 from .checkpoint import CheckpointEntry, CheckpointStore, ManifestCounter
 from .chunked_upload import DeliveryCheck
 from .final_status import UNREACHABLE, ProcessingUndelivered, Verdict, deliver, verdict
 from .finishing import Finisher
 from .jobdir import JobDir
-from .logs import redact, register_secret
+from .logs import register_secret
 from .moodle_api import JobStatus, MoodleApi, api_for
 from .moodle_client import MoodleClient, MoodleError, MoodleStatusError
 from .progress import (
@@ -40,6 +41,7 @@ from .progress import (
     ShardProgress,
     percent,
 )
+from .reasons import one_line
 from .render_stage import RenderStage
 from .settings import RunnerSettings
 from .shards import ShardGate, ShardPlan
@@ -149,6 +151,7 @@ class _JobRun:
         limit = self.settings.moodle_max_upload_bytes
         self.delivery = DeliveryCheck.for_task(self.task, limit, client)
         self.archive_bytes = 0  # what the checkpointed attempts will add to the archive
+        self.outcomes = AttemptOutcomes()
 
     # --- outcome -------------------------------------------------------------------------------
 
@@ -175,6 +178,8 @@ class _JobRun:
             shard=shard,
             progress=100 if phase is Phase.SUCCEEDED else percent(done, shown_total),
             message=message,
+            failed_attempts=list(self.outcomes.failed),
+            warnings=list(self.outcomes.warnings),
             **extra,
         )
 
@@ -215,6 +220,8 @@ class _JobRun:
                       pending_artifact=exc.artifact)
             return self._outcome(Phase.FAILED, message)
         except Exception as exc:  # every failure ends in FAILED at Moodle and a clear message
+            if isinstance(exc, AttemptFailed):
+                self.outcomes.fail(exc.attemptid)
             message = _one_line(exc)
             log.error("job failed", extra={"fields": {"error": message}})
             return await self._failed(Phase.FAILED, JobStatus.FAILED, message)
@@ -374,6 +381,6 @@ class _JobRun:
 
 
 def _one_line(exc: BaseException) -> str:
-    known = isinstance(exc, JobFailed | MoodleError)
+    known = isinstance(exc, JobFailed | MoodleError | AttemptFailed)
     text = str(exc) if known else f"{type(exc).__name__}: {exc}"
-    return redact(" ".join(text.split()))[:500] or type(exc).__name__
+    return one_line(text) or type(exc).__name__

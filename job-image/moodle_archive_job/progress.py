@@ -13,7 +13,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Protocol, TextIO
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .final_status import PendingArtifact
 
@@ -63,6 +63,9 @@ class ProgressEvent(BaseModel):
     pending_artifact: PendingArtifact | None = None
     message: str = ""
     artifact: Artifact | None = None
+    # Ids of attempts that failed; one-line warnings (a page kept without PDF/A, ...).
+    failed_attempts: list[int] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class ProgressSink(Protocol):

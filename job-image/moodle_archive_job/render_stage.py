@@ -8,14 +8,16 @@ at most the attempts in flight (`attempt_concurrency`).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .attempt_outcomes import as_attempt_failure, moodle_resources
 from .checkpoint import CheckpointEntry, CheckpointStore
+from .moodle_client import MoodleUnreachable, format_duration
 from .settings import visible_cpus
 from .stage import JobFailed, JobRun
-from .version import VERSION
 
 AttemptDone = Callable[[CheckpointEntry], Awaitable[None]]
 
@@ -48,7 +50,12 @@ class RenderStage:
 
             async def worker() -> None:
                 for attemptid in queue:  # shared: each worker takes the next attempt
-                    entry = await self._process_attempt(attemptid, renderer)
+                    started = time.monotonic()
+                    try:
+                        entry = await self._process_attempt(attemptid, renderer)
+                    except Exception as exc:
+                        await self._blame_moodle(attemptid, exc, started)
+                        raise as_attempt_failure(attemptid, exc) from None
                     await self.on_done(entry)
 
             workers = min(self.settings.attempt_concurrency, len(attemptids))
@@ -62,6 +69,25 @@ class RenderStage:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _blame_moodle(self, attemptid: int, exc: Exception, started: float) -> None:
+        """A page whose resources on the Moodle site did not load, while the site does not
+        answer at all: Moodle is down (MoodleUnreachable), not the page."""
+        from .render import IncompletePage
+
+        if not isinstance(exc, IncompletePage):
+            return
+        on_moodle = moodle_resources(exc.problems, self.task.moodle.base_url)
+        if not on_moodle:
+            return
+        cause = await asyncio.to_thread(self.run.client.silent_because)
+        if cause is None:
+            return
+        waited = format_duration(time.monotonic() - started)
+        raise MoodleUnreachable(
+            f"Moodle did not answer the page of attempt {attemptid} for {waited} ({cause}): "
+            f"{on_moodle[0]}"
+        ) from None
 
     def _check_ghostscript(self) -> None:
         from .pdf_postprocess import PdfaError, check_ghostscript
@@ -81,11 +107,18 @@ class RenderStage:
         folder = await asyncio.to_thread(self.store.staging, attemptid)
         files: list[tuple[str, str]] = []
         pdf = folder / "report.pdf"
+        diagnostics = (
+            self.run.jobdir.diagnostics / f"attempt-{attemptid}"
+            if self.settings.keep_diagnostics
+            else None
+        )
         async with self.renders:
-            await renderer.render_pdf(report.report, self.task.moodle.base_url, pdf,
-                                      attempts.paper_format)
+            rendered = await renderer.render_pdf(report.report, self.task.moodle.base_url, pdf,
+                                                 attempts.paper_format, diagnostics)
+        for missing in rendered.missing_resources:
+            self.run.outcomes.warn(f"attempt {attemptid}: printed without {missing}")
         async with self.postprocessing:
-            await asyncio.to_thread(self._postprocess_pdf, pdf)
+            await asyncio.to_thread(self._postprocess_pdf, pdf, attemptid)
         files.append((f"{report.filename}.pdf", "report.pdf"))
         if attempts.keep_html_files:
             html = folder / "report.html"
@@ -118,16 +151,15 @@ class RenderStage:
             self.store.commit, attemptid, report.foldername, report.filename, folder, files
         )
 
-    def _postprocess_pdf(self, pdf: Path) -> None:
+    def _postprocess_pdf(self, pdf: Path, attemptid: int) -> None:
         attempts = self.task.attempts
         assert attempts is not None
         if attempts.image_optimize is None and not self.settings.pdfa_conversion:
             return
-        from .pdf_postprocess import convert_to_pdfa, optimize_images
+        from .pdf_postprocess import optimize_images
+        from .pdfa_policy import make_pdfa
 
         if attempts.image_optimize is not None:
             optimize_images(pdf, attempts.image_optimize)
         if self.settings.pdfa_conversion:
-            gs = self.settings.ghostscript_binary()
-            assert gs is not None
-            convert_to_pdfa(pdf, gs, self.settings.pdfa_conversion_timeout_sec, VERSION)
+            make_pdfa(pdf, attemptid, self.settings, self.run.outcomes)

@@ -124,6 +124,10 @@ class RunnerSettings(BaseSettings):
     pdfa_conversion: RefBool = True
     pdfa_conversion_timeout_sec: float = Field(default=30, gt=0)
     pdfa_conversion_ghostscript_binary_path: str | None = None
+    # A page Ghostscript cannot make PDF/A of: "strict" fails its attempt (and the job), as the
+    # reference worker does when Ghostscript fails; "lenient" keeps the plain PDF and records a
+    # warning (log and ArchiveJob status.warnings).
+    pdfa_mode: Literal["strict", "lenient"] = "strict"
 
     # Settings of this project (no reference equivalent).
     # Attempts in flight at once in one job (fetch, render, post-process overlap).
@@ -138,6 +142,16 @@ class RunnerSettings(BaseSettings):
     moodle_connect_timeout_sec: float = Field(default=10, gt=0)
     moodle_read_timeout_sec: float = Field(default=60, gt=0)
     moodle_transfer_timeout_sec: float = Field(default=1800, gt=0)
+    # A report page whose stylesheet, font or script failed to load (or timed out) is rendered
+    # again, up to render_attempts times in all, after render_retry_backoff_sec (doubling);
+    # then its attempt fails with the cause. allow_incomplete_pages prints it anyway instead
+    # (each missing resource is logged and recorded as a warning).
+    render_attempts: int = Field(default=3, ge=1, le=10)
+    render_retry_backoff_sec: float = Field(default=2.0, ge=0)
+    allow_incomplete_pages: RefBool = False
+    # Screenshot, console, failed requests and HTML of each failed attempt, kept in
+    # <work_dir>/job-<jobid>/diagnostics/attempt-<id>/ (token redacted).
+    keep_diagnostics: RefBool = True
     # Holds each job's persistent directory job-<jobid>/ (checkpoints, the ZIP being built):
     # the pod's /work (emptyDir, or a work volume that lets a replacement pod resume);
     # default: the system temp directory.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from .attempt_outcomes import AttemptOutcomes
 from .jobdir import JobDir
 from .moodle_api import MoodleApi
 from .moodle_client import MoodleClient
@@ -29,6 +30,7 @@ class JobRun(Protocol):
     jobdir: JobDir
     limiter: MoodleProgressLimiter
     phase: Phase
+    outcomes: AttemptOutcomes
 
     def emit(self, phase: Phase, message: str = "", **extra: Any) -> None: ...
 

@@ -176,6 +176,9 @@ class ArchiveJobStatus(_Crd):
     attempts_rerendered: int | None = Field(default=None, ge=0)
     shards: dict[str, ShardStatus] | None = None
     message: str | None = None
+    # Written only by the job pod: ids of attempts that failed; one-line warnings.
+    failed_attempts: list[int] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list, max_length=50)
     moodle_status: str | None = None
     # A final status Moodle has not been told yet (the job pod or the operator writes it;
     # the operator clears it once delivered or given up). FINISHED: process pending_artifact.

@@ -1,8 +1,9 @@
 """A tiny HTTP server on 127.0.0.1 for the browser tests.
 
 Serves MathJax 2, 3 and 4 from the npm packages `make setup` installs, answers registered
-paths with fixed bodies, lets chosen paths hang until the server stops, or answer late
-(`delay`), and answers 404 to everything else. It records every path asked for.
+paths with fixed bodies, lets chosen paths hang until the server stops, answer late
+(`delay`) or fail the next few times (`fail_next`), and answers 404 to everything else.
+It records every path asked for.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class LoopbackServer:
         self.hanging: set[str] = set()
         self.delays: dict[str, float] = {}  # path prefix -> seconds before the answer
         self.extra_headers: dict[str, dict[str, str]] = {}  # path prefix -> headers (mounts)
+        self.failing: dict[str, list[int]] = {}  # path -> [HTTP status, times left]
         self.requests: list[str] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -84,6 +86,10 @@ class LoopbackServer:
     def delay(self, prefix: str, seconds: float) -> None:
         """Answer paths starting with `prefix` only after `seconds` (a distant server)."""
         self.delays[prefix] = seconds
+    def fail_next(self, path: str, times: int, status: int = 503) -> None:
+        """Answer the next `times` requests for `path` with `status` (then as registered)."""
+        with self._lock:
+            self.failing[path] = [status, times]
 
     def forget_requests(self) -> None:
         with self._lock:
@@ -111,12 +117,20 @@ class LoopbackServer:
                 path = urlsplit(self.path).path
                 with server._lock:
                     server.requests.append(self.path)
+                    failing = server.failing.get(path)
+                    if failing is not None and failing[1] > 0:
+                        failing[1] -= 1
+                    else:
+                        failing = None
                 if path in server.hanging:
                     server._stopping.wait(_HANG_LIMIT_SEC)
                     return
                 late = [s for p, s in server.delays.items() if path.startswith(p)]
                 if late:
                     server._stopping.wait(max(late))
+                if failing is not None:
+                    self._send(failing[0], b"unavailable", "text/plain")
+                    return
                 found = server._lookup(path)
                 if found is None:
                     self._send(404, b"not found", "text/plain")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from pathlib import Path
 
 import pytest
 
-from moodle_archive_job.render import ReadinessTimeout, Renderer, RenderResult
+from moodle_archive_job.render import IncompletePage, ReadinessTimeout, Renderer, RenderResult
 from moodle_archive_job.render.renderer import DEFAULT_STALL_GRACE_SEC
 from moodle_archive_job.task import PaperFormat
 from tests.browser.conftest import BrowserHarness, browser_settings
@@ -92,18 +93,23 @@ def test_formulas_without_mathjax_render_at_once(harness: BrowserHarness, tmp_pa
     assert r"\frac" in pdf_text(result.pdf_path)  # nothing typeset it
 
 
-@pytest.mark.parametrize(
-    "where",
-    ["missing", "refused"],
-)
-def test_mathjax_that_fails_to_load_does_not_hold_the_render(
-    harness: BrowserHarness, tmp_path: Path, where: str
+def render_incomplete(
+    harness: BrowserHarness, html: str, pdf: Path, **settings: object
+) -> RenderResult:
+    """With QUIZ_ARCHIVER_ALLOW_INCOMPLETE_PAGES: printed without what did not load."""
+
+    async def use(renderer: Renderer) -> RenderResult:
+        return await renderer.render_pdf(html, harness.server.origin, pdf, PaperFormat.A4)
+
+    values = {"allow_incomplete_pages": True, "render_attempts": 1, **settings}
+    return harness.with_renderer(browser_settings(**values), use)
+
+
+def test_mathjax_missing_on_the_site_does_not_hold_the_render(
+    harness: BrowserHarness, tmp_path: Path
 ) -> None:
-    # A 404 on the Moodle site, or a CDN that cannot be reached (nothing listens on port 9).
-    src = {
-        "missing": f"{harness.server.origin}/npm/mathjax3/es5/no-such-file.js",
-        "refused": "http://127.0.0.1:9/mathjax/es5/tex-mml-chtml.js",
-    }[where]
+    # A 404 is the site's answer: printed with the formulas as TeX.
+    src = f"{harness.server.origin}/npm/mathjax3/es5/no-such-file.js"
     head = f'<script async src="{src}"></script>'
     result = render(harness, page("MathJax gone", FORMULAS, head), tmp_path / "m.pdf")
 
@@ -112,20 +118,55 @@ def test_mathjax_that_fails_to_load_does_not_hold_the_render(
     assert "Display" in pdf_text(result.pdf_path)
 
 
+def test_unreachable_mathjax_fails_the_render(harness: BrowserHarness, tmp_path: Path) -> None:
+    # A CDN that cannot be reached (Chromium refuses port 9 outright): never printed as TeX.
+    src = "http://127.0.0.1:9/mathjax/es5/tex-mml-chtml.js"
+    head = f'<script async src="{src}"></script>'
+
+    async def use(renderer: Renderer) -> RenderResult:
+        html = page("MathJax gone", FORMULAS, head)
+        return await renderer.render_pdf(html, harness.server.origin, tmp_path / "m.pdf",
+                                         PaperFormat.A4)  # fmt: skip
+
+    settings = browser_settings(render_attempts=2, render_retry_backoff_sec=0.1)
+    with pytest.raises(IncompletePage, match=rf"^script {re.escape(src)} failed \(net::ERR_"):
+        harness.with_renderer(settings, use)
+    assert not (tmp_path / "m.pdf").exists()
+
+
+def test_unreachable_mathjax_does_not_hold_an_incomplete_render(
+    harness: BrowserHarness, tmp_path: Path
+) -> None:
+    src = "http://127.0.0.1:9/mathjax/es5/tex-mml-chtml.js"
+    head = f'<script async src="{src}"></script>'
+    result = render_incomplete(harness, page("MathJax gone", FORMULAS, head), tmp_path / "m.pdf")
+
+    assert result.ready_state == "ready"
+    assert marker_times(result.readiness_markers)["mathjax-not-found"] < STALL_GRACE_MS
+    assert "Display" in pdf_text(result.pdf_path)
+    assert result.missing_resources[0].startswith(f"script {src} failed")
+
+
 def test_hanging_mathjax_is_given_up_after_the_stall_grace(
     harness: BrowserHarness, tmp_path: Path
 ) -> None:
     src = harness.server.hang("/hang/mathjax/es5/tex-mml-chtml.js")
     head = f'<script async src="{src}"></script>'
 
-    result = render(harness, page("MathJax hangs", FORMULAS, head), tmp_path / "m.pdf")
+    # The default stall grace (10 s), below the readiness and the resource timeout.
+    result = render_incomplete(
+        harness, page("MathJax hangs", FORMULAS, head), tmp_path / "m.pdf",
+        wait_for_navigation_timeout_sec=DEFAULT_STALL_GRACE_SEC + 1,
+    )  # fmt: skip
 
-    # The shared renderer has the default stall grace (10 s), below the readiness timeout.
     assert result.ready_state == "ready"
     times = marker_times(result.readiness_markers)
     assert times["mathjax-not-found"] >= STALL_GRACE_MS
     assert times["page-load-incomplete"] >= STALL_GRACE_MS
     assert "Display" in pdf_text(result.pdf_path)
+    assert result.missing_resources == (
+        f"script {src} timed out after {DEFAULT_STALL_GRACE_SEC + 1:g} s",
+    )
 
 
 NEVER_READY_MATHJAX = (

@@ -41,7 +41,9 @@ def test_moodle_down_fails_with_a_clear_reason(moodle: FakeMoodle, tmp_path: Pat
     result = run_fake_job(moodle, job, fast_settings(tmp_path))
     moodle.faults.up()
     assert result.outcome.phase is Phase.FAILED
-    assert "could not connect to Moodle" in result.outcome.message
+    assert result.outcome.message == (
+        "Moodle did not answer quiz_archiver_generate_attempt_report for 0.1 s (connection refused)"
+    )
     assert job.status == "AWAITING_PROCESSING"  # nobody could tell it anything
 
 
@@ -61,7 +63,10 @@ def test_moodle_slower_than_the_read_timeout(moodle: FakeMoodle, tmp_path: Path)
     settings = fast_settings(tmp_path, moodle_read_timeout_sec=0.5, moodle_retries=1)
     result = run_fake_job(moodle, job, settings)
     assert result.outcome.phase is Phase.FAILED
-    assert "did not answer in time" in result.outcome.message
+    assert result.outcome.message.startswith(
+        "Moodle did not answer quiz_archiver_generate_attempt_report for "
+    )
+    assert result.outcome.message.endswith(" (no answer within 0.5 s)")
     assert job.status == "FAILED" and not job.token_valid
 
 

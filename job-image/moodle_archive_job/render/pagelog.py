@@ -1,9 +1,10 @@
-"""DEBUG logging of what happens in a report page, and counts for the RenderResult."""
+"""DEBUG logging of what happens in a report page, counts for the RenderResult, and the
+console kept for the diagnostics of a failed attempt (URLs without query strings)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from playwright.async_api import ConsoleMessage, Page, Request
@@ -13,6 +14,7 @@ from .urls import loggable_url, redact_urls
 logger = logging.getLogger(__name__)
 
 _MAX_TEXT = 500
+_MAX_CONSOLE = 500  # lines kept per render
 
 
 @dataclass
@@ -21,6 +23,7 @@ class PageEvents:
     page_errors: int = 0
     failed_requests: int = 0
     crashed: bool = False
+    console: list[str] = field(default_factory=list)
 
     def attach(self, page: Page) -> None:
         for event, handler in self._handlers():
@@ -39,12 +42,19 @@ class PageEvents:
         ]
 
     def _console(self, message: ConsoleMessage) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s console.%s: %s", self.label, message.type, _clip(message.text))
+        text = _clip(message.text)
+        self._keep(f"console.{message.type}: {text}")
+        logger.debug("%s console.%s: %s", self.label, message.type, text)
 
     def _page_error(self, error: Exception) -> None:
         self.page_errors += 1
-        logger.debug("%s page error: %s", self.label, _clip(str(error)))
+        text = _clip(str(error))
+        self._keep(f"page error: {text}")
+        logger.debug("%s page error: %s", self.label, text)
+
+    def _keep(self, line: str) -> None:
+        if len(self.console) < _MAX_CONSOLE:
+            self.console.append(line)
 
     def _crash(self, _page: Page) -> None:
         self.crashed = True

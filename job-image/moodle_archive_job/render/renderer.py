@@ -23,10 +23,12 @@ from moodle_archive_job.task import PaperFormat
 
 from .asset_cache import AssetCache
 from .chromium import launch_args, proxy_settings
-from .errors import ReadinessTimeout, RenderError, first_line
+from .diagnostics import write_diagnostics
+from .errors import IncompletePage, ReadinessTimeout, RenderError, first_line
 from .pagelog import PageEvents
 from .paper import paper_size_css
 from .readiness import ProbeConfig, ProbeReport, probe_snapshot, wait_until_ready
+from .resources import ResourceTracker, blocking
 from .result import ReadyState, RenderResult
 from .routes import RouteLog, install_routes, moodle_roots
 from .slots import DEFAULT_MAX_USES, PageSlot, SlotPool
@@ -113,34 +115,78 @@ class Renderer:
             self._playwright = None
 
     async def render_pdf(
-        self, html: str, base_url: str, pdf_path: Path, paper_format: PaperFormat
+        self,
+        html: str,
+        base_url: str,
+        pdf_path: Path,
+        paper_format: PaperFormat,
+        diagnostics: Path | None = None,
     ) -> RenderResult:
         """Print the report `html`, served as if from `base_url`, to `pdf_path` (atomically).
 
-        Raises RenderError, or its subclass ReadinessTimeout when the page was not ready in
-        time and QUIZ_ARCHIVER_CONTINUE_AFTER_READY_SIGNAL_TIMEOUT is off.
+        A page whose stylesheet, font or script failed to load is rendered again (up to
+        QUIZ_ARCHIVER_RENDER_ATTEMPTS times, with backoff); then IncompletePage, unless
+        QUIZ_ARCHIVER_ALLOW_INCOMPLETE_PAGES prints the last try anyway. Raises RenderError,
+        or its subclass ReadinessTimeout when the page was not ready in time and
+        QUIZ_ARCHIVER_CONTINUE_AFTER_READY_SIGNAL_TIMEOUT is off. When it raises and
+        `diagnostics` is given, that folder receives the diagnostics (diagnostics.py).
         """
         if self._browser is None or not self._browser.is_connected():
             raise RenderError("the browser is not running")
         # The pipeline's folder (attempt-<id>) tells concurrent renders apart in the log.
         label = f"render#{next(self._numbers)} {pdf_path.parent.name}"
+        tries = self._settings.render_attempts
+        delay = self._settings.render_retry_backoff_sec
+        for number in range(1, tries + 1):
+            final = number == tries
+            try:
+                return await self._render_once(
+                    html, base_url, pdf_path, paper_format, label, final, diagnostics
+                )
+            except IncompletePage as exc:
+                if final:
+                    raise
+                logger.warning(
+                    "%s: %s; rendering again in %g s (try %d of %d)",
+                    label, exc, delay, number + 1, tries,
+                )  # fmt: skip
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    async def _render_once(
+        self,
+        html: str,
+        base_url: str,
+        pdf_path: Path,
+        paper_format: PaperFormat,
+        label: str,
+        final: bool,
+        diagnostics: Path | None,
+    ) -> RenderResult:
         started = time.monotonic()
         try:
             slot = await self._slots.take()
         except PlaywrightError as exc:
             raise RenderError(f"{label}: could not open a page: {first_line(exc)}") from None
+        print_incomplete = final and self._settings.allow_incomplete_pages
         attempt = _AttemptRender(
             self._settings, slot, label, started, self.assets, self._on_phase
         )
         try:
-            result = await attempt.run(html, base_url, pdf_path, paper_format)
-        except PlaywrightError as exc:
+            result = await attempt.run(html, base_url, pdf_path, paper_format, print_incomplete)
+        except (RenderError, PlaywrightError) as exc:
+            error = attempt.explain(
+                exc if isinstance(exc, RenderError) else RenderError(f"{label}: {first_line(exc)}")
+            )
+            if diagnostics is not None and (final or not isinstance(error, IncompletePage)):
+                await attempt.diagnose(diagnostics, html, error)
             await slot.close(label)
-            raise RenderError(f"{label}: {first_line(exc)}") from None
+            raise error from None
         except BaseException:
             await slot.close(label)
             raise
-        attempt.events.detach(slot.page)
+        attempt.detach()
         await self._slots.give_back(slot, label)
         return result
 
@@ -184,6 +230,9 @@ class _AttemptRender:
         self.started = started
         self.routes = RouteLog(label)
         self.events = PageEvents(label)
+        self.resources = ResourceTracker(
+            "", self.routes.fetch_failures, lambda: self.routes.blocked_login_requests
+        )
         self.timings: dict[str, float] = {}
         self.page_url = ""
 
@@ -193,11 +242,13 @@ class _AttemptRender:
         base_url: str,
         pdf_path: Path,
         paper_format: PaperFormat,
+        print_incomplete: bool = False,
     ) -> RenderResult:
         settings = self.settings
         base = base_url.rstrip("/")
         # Unique per call: concurrent attempts never answer each other's page.
         self.page_url = page_url = f"{base}/mock/attempt/{secrets.token_hex(8)}"
+        self.resources.page_url = page_url
         await install_routes(
             self.slot.context,
             page_url=page_url,
@@ -210,6 +261,7 @@ class _AttemptRender:
         )
         page = self.slot.page
         self.events.attach(page)
+        self.resources.attach(page)
         self._phase_done("setup", self.started)
 
         started = time.monotonic()
@@ -220,6 +272,7 @@ class _AttemptRender:
 
         started = time.monotonic()
         ready_state, report = await self._wait_until_ready(page)
+        missing = await self._check_resources(print_incomplete)
         self._phase_done("ready", started)
 
         started = time.monotonic()
@@ -247,7 +300,49 @@ class _AttemptRender:
             page_errors=self.events.page_errors,
             failed_requests=self.events.failed_requests,
             timings=dict(self.timings),
+            missing_resources=tuple(missing),
         )
+
+    async def _check_resources(self, print_incomplete: bool) -> list[str]:
+        """Wait for stylesheets, fonts and scripts still loading (up to the navigation
+        timeout from their start); IncompletePage if any failed, unless print_incomplete."""
+        timeout = self.settings.wait_for_navigation_timeout_sec
+        await self.resources.settle(timeout)
+        problems = self.resources.problems(older_than=timeout)
+        for problem in problems:
+            if not problem.shapes_page:
+                logger.info("%s: %s", self.label, problem.line())
+        lines = [p.line() for p in blocking(problems)]
+        if lines and not print_incomplete:
+            raise IncompletePage(lines)
+        for line in lines:
+            logger.warning("%s: printing without %s", self.label, line)
+        return lines
+
+    def explain(self, error: RenderError) -> RenderError:
+        """The failed render's cause: a resource that did not load, if one did not."""
+        if isinstance(error, IncompletePage):
+            return error
+        # When the page did not load or get ready, what it still waited for is the cause.
+        waited = self.settings.wait_for_navigation_timeout_sec
+        lines = [p.line() for p in blocking(self.resources.problems(older_than=0, said=waited))]
+        return IncompletePage(lines) if lines else error
+
+    async def diagnose(self, folder: Path, html: str, error: RenderError) -> None:
+        await write_diagnostics(
+            folder,
+            self.slot.page,
+            self.slot.cdp,
+            reason=str(error),
+            report_html=html,
+            console=self.events.console,
+            requests=self.resources.requests(),
+            problems=[p.line() for p in self.resources.problems(older_than=0)],
+        )
+
+    def detach(self) -> None:
+        self.events.detach(self.slot.page)
+        self.resources.detach(self.slot.page)
 
     def _phase_done(self, name: str, started: float) -> None:
         self.timings[name] = time.monotonic() - started

@@ -22,5 +22,8 @@ class RenderResult:
     patched_scripts: tuple[str, ...] = ()
     page_errors: int = 0
     failed_requests: int = 0
+    # Stylesheets, fonts and scripts printed without (QUIZ_ARCHIVER_ALLOW_INCOMPLETE_PAGES):
+    # "stylesheet <url> timed out after 30 s".
+    missing_resources: tuple[str, ...] = ()
     # Seconds: setup (context, routes, page), navigate, ready, print.
     timings: dict[str, float] = field(default_factory=dict)

@@ -25,7 +25,7 @@ from .asset_cache import AssetCache, CachedAsset, stored_headers
 from .cache_policy import ROUTED_URL, carries_secret, is_revisioned, lifetime
 from .errors import first_line
 from .login_redirect import LOGIN_URL_PATTERN, patch_login_redirect
-from .urls import loggable_url
+from .urls import loggable_url, redact_urls
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ class RouteLog:
     label: str
     blocked_login_requests: list[str] = field(default_factory=list)
     patched_scripts: list[str] = field(default_factory=list)
+    # Resources the route could not fetch: loggable URL -> cause ("timed out after 30 s"),
+    # for resources.py, which sees only Chromium's net::ERR_FAILED.
+    fetch_failures: dict[str, str] = field(default_factory=dict)
 
 
 def _closing_is_fine(
@@ -55,6 +58,13 @@ def _closing_is_fine(
             )
 
     return wrapped
+
+
+def _fetch_cause(exc: PlaywrightError, timeout_sec: float) -> str:
+    message = first_line(exc)
+    if "timeout" in message.lower() or "timed out" in message.lower():
+        return f"timed out after {timeout_sec:g} s"
+    return f"failed ({redact_urls(message)})"
 
 
 def moodle_roots(base_url: str, html: str) -> list[str]:
@@ -212,12 +222,9 @@ class _ResourceRoute:
         await route.fulfill(response=response, body=body)
 
     async def _fetch_failed(self, route: Route, exc: PlaywrightError) -> None:
-        logger.debug(
-            "%s: could not fetch %s: %s",
-            self.log.label,
-            loggable_url(route.request.url),
-            first_line(exc),
-        )
+        url = loggable_url(route.request.url)
+        self.log.fetch_failures[url] = _fetch_cause(exc, self.timeout_ms / 1000)
+        logger.debug("%s: could not fetch %s: %s", self.log.label, url, first_line(exc))
         await route.abort("failed")
 
 

@@ -1,11 +1,14 @@
 """`metav1.Condition` lists, kept the Kubernetes way: keyed by type, a transition time
-that changes only when the status does. Plain dicts in and out (camelCase keys).
+that changes only when the status does. Plain dicts in and out (camelCase keys). Every
+message is one line of at most a few hundred characters (reasons.one_line).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from moodle_archive_job.reasons import one_line
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -58,7 +61,7 @@ def set_condition(
         "type": type_,
         "status": status,
         "reason": reason,
-        "message": message[:32768],
+        "message": one_line(message),
         "lastTransitionTime": since or timestamp(now),
     }
     if generation is not None:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from moodle_archive_job.moodle_api import JobStatus
+from moodle_archive_job.reasons import MAX_REASON, one_line
 
 from ..archivejob import Phase
 from .conditions import find, is_true, parse_time, set_condition, timestamp
@@ -28,6 +29,7 @@ _RUNNER_DISPLAY = {
     "WaitingForBackup": Phase.WAITING_FOR_BACKUP,
     "Finalizing": Phase.FINALIZING,
 }
+_EVENT_DETAIL = 700  # Events hold 1024 characters
 _MOODLE_FINAL = frozenset({"FAILED", "TIMEOUT", "FINISHED"})
 _WARNING_REASONS = frozenset({
     "Unschedulable", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
@@ -45,6 +47,8 @@ class Final:
     notify: JobStatus | None = None
     # Delete the Job (cancel, pending timeout) before anything else.
     stop_job: bool = False
+    # More than the one-line message, for the Event (a pod's own termination message).
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,7 @@ def _failure(view: _View, obs: Observation, message: str) -> Final:
             "RunnerFailed",
             message or (last.message if last else "the runner failed"),
             view.notify(JobStatus.FAILED),
+            detail=last.detail if last else "",
         )
     if obs.job_reason == "DeadlineExceeded":
         return Final(
@@ -225,7 +230,10 @@ def _failure(view: _View, obs: Observation, message: str) -> Final:
     if last is not None:
         tries = f" (after {obs.failed_pods} attempts)" if obs.failed_pods > 1 else ""
         reason = "PodFailed" if last.reason == "Error" else last.reason
-        return Final(Phase.FAILED, reason, last.message + tries, view.notify(JobStatus.FAILED))
+        return Final(
+            Phase.FAILED, reason, last.message + tries, view.notify(JobStatus.FAILED),
+            detail=last.detail,
+        )  # fmt: skip
     return Final(
         Phase.FAILED,
         obs.job_reason or "JobFailed",
@@ -376,6 +384,8 @@ def _decision(
     current = view.status
     if view.generation is not None:
         desired["observedGeneration"] = view.generation
+    if "message" in desired:
+        desired["message"] = one_line(str(desired["message"]))
     patch = {k: v for k, v in desired.items() if current.get(k) != v}
     events: list[EventSpec] = []
     old = (current.get("phase"), _succeeded_reason(view.conditions))
@@ -385,8 +395,15 @@ def _decision(
         failed = final is not None and final.phase is not Phase.SUCCEEDED
         warning = failed or new_reason in _WARNING_REASONS
         message = str(desired.get("message") or current.get("message") or new[0])
+        if final is not None and _condensed(final.detail):
+            # The Event keeps (up to its size limit) what the condition message condensed.
+            message = f"{message}; the pod said: {one_line(final.detail, _EVENT_DETAIL)}"
         events.append(EventSpec("Warning" if warning else "Normal", new_reason, message))
     return Decision(patch=patch, final=final, events=events, requeue_after=requeue_after)
+
+
+def _condensed(detail: str) -> bool:
+    return "\n" in detail.strip() or len(detail) > MAX_REASON
 
 
 def admitted_patch(archivejob: dict[str, Any], job_name: str, now: datetime) -> dict[str, Any]:

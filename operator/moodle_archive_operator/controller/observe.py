@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from moodle_archive_job.reasons import condense
+
 from . import shard_observe
 from .conditions import parse_time
 from .naming import CONTAINER_NAME
@@ -40,8 +42,9 @@ class Problem:
 @dataclass(frozen=True)
 class Termination:
     reason: str  # OOMKilled, Evicted, DeadlineExceeded, Error, ...
-    message: str
+    message: str  # one line naming the cause (reasons.condense)
     exit_code: int | None
+    detail: str = ""  # the container's termination message as it was (for the Event)
 
 
 @dataclass(frozen=True)
@@ -147,11 +150,13 @@ def termination(pod: dict[str, Any]) -> Termination | None:
     if status.get("reason") == "DeadlineExceeded":
         return Termination("DeadlineExceeded", str(status.get("message") or ""), code)
     reason = str(terminated.get("reason") or "Error")
-    message = str(terminated.get("message") or "").strip()
+    detail = str(terminated.get("message") or "").strip()
+    # Under FallbackToLogsOnError a runner that wrote no message leaves its log tail here.
+    message = condense(detail)
     if reason == "OOMKilled":
-        return Termination("OOMKilled", message or "the runner ran out of memory", code)
+        return Termination("OOMKilled", message or "the runner ran out of memory", code, detail)
     summary = f"the runner exited with code {code}" if code is not None else "the pod failed"
-    return Termination(reason, f"{summary}: {message}" if message else summary, code)
+    return Termination(reason, f"{summary}: {message}" if message else summary, code, detail)
 
 
 def quota_problem(failed_create_messages: list[str]) -> Problem | None:

@@ -1,0 +1,35 @@
+"""PDF/A of one attempt's PDF under QUIZ_ARCHIVER_PDFA_MODE.
+
+"strict" (the default) fails the attempt when Ghostscript cannot make PDF/A of its page; the
+reference worker does the same for every failure it notices (Ghostscript's exit code or its
+time limit; it cannot notice Ghostscript falling back to plain PDF, which it then ships).
+"lenient" keeps the plain PDF and records a warning naming the attempt and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .attempt_outcomes import AttemptFailed, AttemptOutcomes
+from .pdf_postprocess import PdfaError, convert_to_pdfa
+from .settings import RunnerSettings
+from .version import VERSION
+
+log = logging.getLogger(__name__)
+
+
+def make_pdfa(
+    pdf: Path, attemptid: int, settings: RunnerSettings, outcomes: AttemptOutcomes
+) -> None:
+    gs = settings.ghostscript_binary()
+    if gs is None:
+        raise AttemptFailed(attemptid, "Ghostscript (gs) is not installed; no PDF/A")
+    try:
+        convert_to_pdfa(pdf, gs, settings.pdfa_conversion_timeout_sec, VERSION)
+    except PdfaError as exc:
+        if exc.output:
+            log.info("attempt %s: Ghostscript said: %s", attemptid, exc.output)
+        if settings.pdfa_mode == "strict":
+            raise AttemptFailed(attemptid, f"no PDF/A: {exc}") from None
+        outcomes.warn(f"attempt {attemptid}: kept as plain PDF, not PDF/A: {exc}")
