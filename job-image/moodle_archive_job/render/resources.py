@@ -25,7 +25,7 @@ from playwright.async_api import Page, Request, Response
 
 from moodle_archive_job.logs import redact
 
-from .urls import loggable_url
+from .urls import loggable_url, redact_urls
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class ResourceTracker:
         if url in self.ignored_urls():
             return
         known = self.fetch_failures.get(url)
-        self._note(Problem(entry.kind, url, known or f"failed ({failure})"))
+        self._note(Problem(entry.kind, url, known or f"failed ({network_cause(failure)})"))
 
     def _note(self, problem: Problem) -> None:
         if problem in self._problems:
@@ -190,6 +190,27 @@ class ResourceTracker:
     def requests(self) -> list[dict[str, Any]]:
         """Every request of the render (tokens redacted), for the diagnostics."""
         return [entry.as_dict(self._origin) for entry in self._entries]
+
+
+# Chromium's net errors and Playwright's fetch errors (Node's), in one vocabulary.
+_NETWORK_CAUSES = (
+    (("ERR_CONNECTION_REFUSED", "ECONNREFUSED"), "connection refused"),
+    (("ERR_NAME_NOT_RESOLVED", "ENOTFOUND", "EAI_AGAIN"), "host name not resolved"),
+    (("ERR_CONNECTION_RESET", "ECONNRESET"), "connection reset"),
+    (("ERR_CONNECTION_TIMED_OUT", "ERR_TIMED_OUT", "ETIMEDOUT"), "connection timed out"),
+    (("ERR_EMPTY_RESPONSE", "socket hang up"), "connection closed without an answer"),
+    (("ERR_CERT_", "certificate", "SSL", "TLS"), "TLS certificate not trusted"),
+    (("ERR_UNSAFE_PORT",), "port blocked by Chromium"),
+    (("ERR_PROXY", "ERR_TUNNEL"), "proxy error"),
+)
+
+
+def network_cause(text: str) -> str:
+    """A few words for why a request failed (query strings dropped)."""
+    for needles, cause in _NETWORK_CAUSES:
+        if any(needle in text for needle in needles):
+            return cause
+    return redact_urls(text.removeprefix("Route.fetch: "))
 
 
 def blocking(problems: list[Problem]) -> list[Problem]:

@@ -25,7 +25,8 @@ from .asset_cache import AssetCache, CachedAsset, stored_headers
 from .cache_policy import ROUTED_URL, carries_secret, is_revisioned, lifetime
 from .errors import first_line
 from .login_redirect import LOGIN_URL_PATTERN, patch_login_redirect
-from .urls import loggable_url, redact_urls
+from .resources import network_cause
+from .urls import loggable_url
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def _fetch_cause(exc: PlaywrightError, timeout_sec: float) -> str:
     message = first_line(exc)
     if "timeout" in message.lower() or "timed out" in message.lower():
         return f"timed out after {timeout_sec:g} s"
-    return f"failed ({redact_urls(message)})"
+    return f"failed ({network_cause(message)})"
 
 
 def moodle_roots(base_url: str, html: str) -> list[str]:
