@@ -7,30 +7,34 @@ fake Moodle in this process, default settings otherwise (PDF/A on unless --no-pd
 2. killed at 50 %: SIGKILL of the runner once half the attempts are checkpointed, then a new
    runner over the same work directory (the time is first start to second exit, the restart's
    start-up included); the attempts rendered twice are counted from the fake Moodle's report
-   calls (goal: total <= 1.3x undisturbed);
+   calls (goal: total <= 1.3x undisturbed). Undisturbed and killed runs alternate (--repeat),
+   each killed run compared with the run just before it, since the machine's load drifts;
 3. shards: 1, 2 and 4 processes started together with --shards K over one work directory
    (the time is first start to last exit).
 
 Wall times follow the machine's load (printed); CPU-seconds per attempt of the runner trees
-(from their exit statuses) do not, and tell whether shards cost more work.
+(sampled, bench/_measure.py) do not, and tell whether shards cost more work.
 
     .venv/bin/python bench/resume_bench.py [--attempts 80] [--latency 0.2] [--shards 1,2,4]
-        [--no-pdfa] [--skip-resume] [--concurrency N]
+        [--no-pdfa] [--skip-resume] [--repeat 2] [--concurrency N]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._measure import TreeMemorySampler  # noqa: E402
 from tests.fakemoodle import FakeMoodle  # noqa: E402
 from tests.runner.procs import CliJob, finish, kill_tree, runner_env, wait_for  # noqa: E402
 
@@ -38,6 +42,12 @@ TEST_OVERRIDES = ("QUIZ_ARCHIVER_ATTEMPT_CONCURRENCY", "QUIZ_ARCHIVER_MOODLE_RET
                   "QUIZ_ARCHIVER_MOODLE_RETRY_BACKOFF_SEC",
                   "QUIZ_ARCHIVER_STATUS_REPORTING_INTERVAL_SEC")
 OPTIONS: dict[str, str] = {}
+
+
+@dataclass
+class Measure:
+    cpu_per_attempt: float  # sampled every 0.25 s: the last moments of each process are missed
+    peak_mib: float  # the sum of each tree's peak (PSS)
 
 
 def _env(cli: CliJob) -> dict[str, str]:
@@ -63,39 +73,58 @@ def _check(cli: CliJob, results: list[tuple[int, str]]) -> None:
         raise SystemExit("Moodle did not accept the archive")
 
 
-def children_cpu_seconds() -> float:
-    """CPU time of the finished runner trees (Chromium included where its parent reaped it)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+@dataclass
+class Resumed:
+    seconds: float  # first start to the second runner's exit
+    rendered_twice: int  # report calls beyond one per attempt
+    gap: float  # from the kill to the restarted runner's first checkpoint
+    interval: float  # median time between checkpoints before the kill
 
 
-def killed_at_half(moodle: FakeMoodle, attempts: int, tmp: Path) -> tuple[float, int]:
+def killed_at_half(moodle: FakeMoodle, attempts: int, tmp: Path) -> Resumed:
     cli = _new_job(moodle, attempts, tmp)
     env = _env(cli)
     started = time.monotonic()
     first = cli.start(env=env)
-    wait_for(lambda: cli.manifest_lines() >= attempts // 2, first, timeout=3600)
+    seen: list[float] = []
+
+    def half_done() -> bool:
+        lines = cli.manifest_lines()
+        while len(seen) < lines:
+            seen.append(time.monotonic())
+        return lines >= attempts // 2
+
+    wait_for(half_done, first, timeout=3600)
     kill_tree(first)
-    results = [finish(cli.start(env=env), timeout=3600)]
+    killed_at = time.monotonic()
+    second = cli.start(env=env)
+    wait_for(lambda: cli.manifest_lines() > len(seen), second, timeout=3600)
+    gap = time.monotonic() - killed_at
+    results = [finish(second, timeout=3600)]
     seconds = time.monotonic() - started
     _check(cli, results)
-    return seconds, sum(cli.report_calls().values()) - attempts
+    steps = sorted(b - a for a, b in pairwise(seen))
+    return Resumed(seconds, sum(cli.report_calls().values()) - attempts, gap,
+                   steps[len(steps) // 2] if steps else 0.0)
 
 
-def sharded(moodle: FakeMoodle, attempts: int, tmp: Path, shards: int) -> tuple[float, float]:
-    """Wall seconds and CPU seconds of the runner trees (one shard: the undisturbed run)."""
+def sharded(moodle: FakeMoodle, attempts: int, tmp: Path, shards: int) -> tuple[float, Measure]:
+    """Wall seconds, CPU seconds and peak memory of the runner trees (one shard: the
+    undisturbed run)."""
     cli = _new_job(moodle, attempts, tmp)
-    cpu = children_cpu_seconds()
     env = _env(cli)
     started = time.monotonic()
     procs = [cli.start("--shards", str(shards), "--shard-index", str(i), env=env)
              for i in range(shards)]
-    results = [finish(p, timeout=3600) for p in procs]
+    with ExitStack() as stack:
+        samplers = [stack.enter_context(TreeMemorySampler(p.pid, 0.25)) for p in procs]
+        results = [finish(p, timeout=3600) for p in procs]
     seconds = time.monotonic() - started
     _check(cli, results)
     if set(cli.report_calls().values()) != {1}:
         raise SystemExit("an attempt was rendered more than once")
-    return seconds, children_cpu_seconds() - cpu
+    cpu = sum(sum(s.cpu_by_kind().values()) for s in samplers)
+    return seconds, Measure(cpu / attempts, sum(s.peak_bytes for s in samplers) / 2**20)
 
 
 def main() -> int:
@@ -105,6 +134,8 @@ def main() -> int:
     parser.add_argument("--shards", default="1,2,4")
     parser.add_argument("--no-pdfa", action="store_true")
     parser.add_argument("--skip-resume", action="store_true")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="alternating undisturbed/killed pairs (the load drifts)")
     parser.add_argument("--concurrency", type=int, help="instead of the runner's default")
     args = parser.parse_args()
     pdfa = not args.no_pdfa
@@ -117,19 +148,30 @@ def main() -> int:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     with FakeMoodle(report_latency=args.latency) as moodle, tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        alone, cpu = sharded(moodle, n, base / "undisturbed", 1)
-        print(f"{'undisturbed':>16}: {alone:6.1f} s ({n / alone:.2f} attempts/s), "
-              f"{cpu / n:.2f} CPU-s/attempt; load average {os.getloadavg()[0]:.1f}", flush=True)
-        if not args.skip_resume:
-            seconds, again = killed_at_half(moodle, n, base / "killed")
-            print(f"{'killed at 50 %':>16}: {seconds:6.1f} s = {seconds / alone:.2f}x undisturbed"
-                  f" (goal <= 1.3x), {again} attempts rendered twice; "
+        ratios: list[float] = []
+        alone = 0.0
+        for round_ in range(1 if args.skip_resume else args.repeat):
+            alone, m = sharded(moodle, n, base / f"undisturbed-{round_}", 1)
+            print(f"{'undisturbed':>16}: {alone:6.1f} s ({n / alone:.2f} attempts/s), "
+                  f"{m.cpu_per_attempt:.2f} CPU-s/attempt, peak {m.peak_mib:.0f} MiB; "
                   f"load average {os.getloadavg()[0]:.1f}", flush=True)
+            if args.skip_resume:
+                break
+            r = killed_at_half(moodle, n, base / f"killed-{round_}")
+            ratios.append(r.seconds / alone)
+            print(f"{'killed at 50 %':>16}: {r.seconds:6.1f} s = {ratios[-1]:.2f}x the run "
+                  f"before (goal <= 1.3x); {r.rendered_twice} attempts rendered twice; "
+                  f"restart to first checkpoint {r.gap:.1f} s (one checkpoint every "
+                  f"{r.interval:.1f} s before); load average {os.getloadavg()[0]:.1f}",
+                  flush=True)
+        if ratios:
+            print(f"{'resume':>16}: mean {sum(ratios) / len(ratios):.2f}x undisturbed over "
+                  f"{len(ratios)} alternating pair(s)", flush=True)
         for k in (int(s) for s in args.shards.split(",")):
-            seconds, cpu = sharded(moodle, n, base / f"shards-{k}", k)
+            seconds, m = sharded(moodle, n, base / f"shards-{k}", k)
             print(f"{f'{k} shard(s)':>16}: {seconds:6.1f} s = {n / seconds:.2f} attempts/s, "
-                  f"{seconds / alone:.2f}x undisturbed, {cpu / n:.2f} CPU-s/attempt; "
-                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
+                  f"{seconds / alone:.2f}x undisturbed, {m.cpu_per_attempt:.2f} CPU-s/attempt, "
+                  f"peak {m.peak_mib:.0f} MiB; load average {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 
 
