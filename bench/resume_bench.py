@@ -79,6 +79,7 @@ class Resumed:
     rendered_twice: int  # report calls beyond one per attempt
     gap: float  # from the kill to the restarted runner's first checkpoint
     interval: float  # median time between checkpoints before the kill
+    cpu_per_attempt: float  # both runner trees (sampled)
 
 
 def killed_at_half(moodle: FakeMoodle, attempts: int, tmp: Path) -> Resumed:
@@ -86,6 +87,8 @@ def killed_at_half(moodle: FakeMoodle, attempts: int, tmp: Path) -> Resumed:
     env = _env(cli)
     started = time.monotonic()
     first = cli.start(env=env)
+    stack = ExitStack()
+    samplers = [stack.enter_context(TreeMemorySampler(first.pid, 0.25))]
     seen: list[float] = []
 
     def half_done() -> bool:
@@ -98,14 +101,17 @@ def killed_at_half(moodle: FakeMoodle, attempts: int, tmp: Path) -> Resumed:
     kill_tree(first)
     killed_at = time.monotonic()
     second = cli.start(env=env)
+    samplers.append(stack.enter_context(TreeMemorySampler(second.pid, 0.25)))
     wait_for(lambda: cli.manifest_lines() > len(seen), second, timeout=3600)
     gap = time.monotonic() - killed_at
-    results = [finish(second, timeout=3600)]
+    with stack:
+        results = [finish(second, timeout=3600)]
     seconds = time.monotonic() - started
     _check(cli, results)
     steps = sorted(b - a for a, b in pairwise(seen))
+    cpu = sum(sum(s.cpu_by_kind().values()) for s in samplers)
     return Resumed(seconds, sum(cli.report_calls().values()) - attempts, gap,
-                   steps[len(steps) // 2] if steps else 0.0)
+                   steps[len(steps) // 2] if steps else 0.0, cpu / attempts)
 
 
 def sharded(moodle: FakeMoodle, attempts: int, tmp: Path, shards: int) -> tuple[float, Measure]:
@@ -131,7 +137,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--attempts", type=int, default=80)
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--shards", default="1,2,4")
+    parser.add_argument("--shards", default="1,2,4", help='e.g. "2,4"; "" for none')
     parser.add_argument("--no-pdfa", action="store_true")
     parser.add_argument("--skip-resume", action="store_true")
     parser.add_argument("--repeat", type=int, default=2,
@@ -149,6 +155,7 @@ def main() -> int:
     with FakeMoodle(report_latency=args.latency) as moodle, tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         ratios: list[float] = []
+        cpu_ratios: list[float] = []
         alone = 0.0
         for round_ in range(1 if args.skip_resume else args.repeat):
             alone, m = sharded(moodle, n, base / f"undisturbed-{round_}", 1)
@@ -159,15 +166,18 @@ def main() -> int:
                 break
             r = killed_at_half(moodle, n, base / f"killed-{round_}")
             ratios.append(r.seconds / alone)
+            cpu_ratios.append(r.cpu_per_attempt / m.cpu_per_attempt)
             print(f"{'killed at 50 %':>16}: {r.seconds:6.1f} s = {ratios[-1]:.2f}x the run "
-                  f"before (goal <= 1.3x); {r.rendered_twice} attempts rendered twice; "
+                  f"before (goal <= 1.3x), {r.cpu_per_attempt:.2f} CPU-s/attempt = "
+                  f"{cpu_ratios[-1]:.2f}x; {r.rendered_twice} attempts rendered twice; "
                   f"restart to first checkpoint {r.gap:.1f} s (one checkpoint every "
                   f"{r.interval:.1f} s before); load average {os.getloadavg()[0]:.1f}",
                   flush=True)
         if ratios:
-            print(f"{'resume':>16}: mean {sum(ratios) / len(ratios):.2f}x undisturbed over "
+            print(f"{'resume':>16}: mean {sum(ratios) / len(ratios):.2f}x the undisturbed "
+                  f"time, {sum(cpu_ratios) / len(cpu_ratios):.2f}x its CPU, over "
                   f"{len(ratios)} alternating pair(s)", flush=True)
-        for k in (int(s) for s in args.shards.split(",")):
+        for k in (int(s) for s in args.shards.split(",") if s):
             seconds, m = sharded(moodle, n, base / f"shards-{k}", k)
             print(f"{f'{k} shard(s)':>16}: {seconds:6.1f} s = {n / seconds:.2f} attempts/s, "
                   f"{seconds / alone:.2f}x undisturbed, {m.cpu_per_attempt:.2f} CPU-s/attempt, "

@@ -86,10 +86,6 @@ class TornLine:
 class ParsedManifest:
     lines: list[Record | TornLine] = field(default_factory=list)
 
-    @property
-    def records(self) -> list[Record]:
-        return [r for r in self.lines if not isinstance(r, TornLine)]
-
     def latest(self) -> dict[int, Record | TornLine]:
         """Per attempt, its last line in this manifest."""
         latest: dict[int, Record | TornLine] = {}
