@@ -39,7 +39,15 @@ Main API (all on :class:`FakeMoodle`)
 -------------------------------------
 ``FakeMoodle(report_latency=0.0, mathjax_version=3, max_upload_bytes=None, faults=None, *,
 public_url=None, host="127.0.0.1", port=0, debug=True, data_dir=None, mathjax_root=None,
-metadata_max_ids=100, report_trailer="</body></html>")``
+metadata_max_ids=100, report_trailer="</body></html>", plugin_release="4.1.0")``
+
+* ``plugin_release``: ``"4.1.0"`` (the released plugins: requests without an upload limit,
+  ``process_uploaded_artifact`` rejects ``artifact_count`` as an unexpected key) or ``"next"``
+  (chunked uploads: requests carry ``moodle_max_upload_bytes`` / ``moodle_api.max_upload_bytes``
+  = ``max_upload_bytes`` or the smaller PHP limit, the artifact call requires ``artifact_count``,
+  reassembles ``<name>.chunk<9 digits>.bin`` in index order, deletes the chunks, then checks
+  the SHA-256; ``E_CHUNK_REASSEMBLY_FAILED`` for a missing chunk, ``E_INVALID_ARTIFACT_COUNT``
+  below 1).
 
 * ``public_url``: the site's public ``$CFG->wwwroot`` (report ``<base href>``, page resources,
   attachment download URLs); ``base_url`` stays the plugin's ``internal_wwwroot`` (request body,
