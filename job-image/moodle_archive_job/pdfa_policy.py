@@ -9,9 +9,11 @@ time limit; it cannot notice Ghostscript falling back to plain PDF, which it the
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from .attempt_outcomes import AttemptFailed, AttemptOutcomes
+from .logs import redact
 from .pdf_postprocess import PdfaError, convert_to_pdfa
 from .settings import RunnerSettings
 from .version import VERSION
@@ -20,8 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def make_pdfa(
-    pdf: Path, attemptid: int, settings: RunnerSettings, outcomes: AttemptOutcomes
+    pdf: Path,
+    attemptid: int,
+    settings: RunnerSettings,
+    outcomes: AttemptOutcomes,
+    diagnostics: Path | None = None,
 ) -> None:
+    """In strict mode a failed attempt's `diagnostics` folder gets the plain PDF
+    (report.pdf), what Ghostscript said (ghostscript.txt) and the reason (reason.txt)."""
     gs = settings.ghostscript_binary()
     if gs is None:
         raise AttemptFailed(attemptid, "Ghostscript (gs) is not installed; no PDF/A")
@@ -31,5 +39,18 @@ def make_pdfa(
         if exc.output:
             log.info("attempt %s: Ghostscript said: %s", attemptid, exc.output)
         if settings.pdfa_mode == "strict":
-            raise AttemptFailed(attemptid, f"no PDF/A: {exc}") from None
+            failure = AttemptFailed(attemptid, f"no PDF/A: {exc}")
+            if diagnostics is not None:
+                _keep(diagnostics, pdf, exc, str(failure))
+            raise failure from None
         outcomes.warn(f"attempt {attemptid}: kept as plain PDF, not PDF/A: {exc}")
+
+
+def _keep(folder: Path, pdf: Path, exc: PdfaError, reason: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pdf, folder / "report.pdf")
+        (folder / "ghostscript.txt").write_text(redact(exc.output or str(exc)) + "\n", "utf-8")
+        (folder / "reason.txt").write_text(redact(reason) + "\n", "utf-8")
+    except OSError as error:
+        log.warning("could not keep the diagnostics in %s: %s", folder, error)

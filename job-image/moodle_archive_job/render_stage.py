@@ -118,7 +118,7 @@ class RenderStage:
         for missing in rendered.missing_resources:
             self.run.outcomes.warn(f"attempt {attemptid}: printed without {missing}")
         async with self.postprocessing:
-            await asyncio.to_thread(self._postprocess_pdf, pdf, attemptid)
+            await asyncio.to_thread(self._postprocess_pdf, pdf, attemptid, diagnostics)
         files.append((f"{report.filename}.pdf", "report.pdf"))
         if attempts.keep_html_files:
             html = folder / "report.html"
@@ -151,7 +151,7 @@ class RenderStage:
             self.store.commit, attemptid, report.foldername, report.filename, folder, files
         )
 
-    def _postprocess_pdf(self, pdf: Path, attemptid: int) -> None:
+    def _postprocess_pdf(self, pdf: Path, attemptid: int, diagnostics: Path | None) -> None:
         attempts = self.task.attempts
         assert attempts is not None
         if attempts.image_optimize is None and not self.settings.pdfa_conversion:
@@ -162,4 +162,4 @@ class RenderStage:
         if attempts.image_optimize is not None:
             optimize_images(pdf, attempts.image_optimize)
         if self.settings.pdfa_conversion:
-            make_pdfa(pdf, attemptid, self.settings, self.run.outcomes)
+            make_pdfa(pdf, attemptid, self.settings, self.run.outcomes, diagnostics)

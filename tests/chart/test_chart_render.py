@@ -171,6 +171,26 @@ def test_operator_env_is_operator_settings(tmp_path: Path, monkeypatch: pytest.M
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
 
 
+@pytest.mark.parametrize(
+    ("jobs", "expected"),
+    [
+        ({}, {}),
+        ({"pdfaMode": "lenient"}, {"MOODLE_ARCHIVER_PDFA_MODE": "lenient"}),
+        # A value in jobs.env wins (two names disagreeing would stop the runner).
+        ({"pdfaMode": "lenient", "env": {"QUIZ_ARCHIVER_PDFA_MODE": "strict"}},
+         {"QUIZ_ARCHIVER_PDFA_MODE": "strict"}),
+    ],
+)
+def test_pdfa_mode_reaches_the_job_pods(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: dict[str, Any], expected: dict[str, str]
+) -> None:
+    docs = render({"jobs": jobs}, tmp=tmp_path)
+    for name, value in container_env(find(docs, "Deployment", "-operator")).items():
+        monkeypatch.setenv(name, value)
+    job_env = OperatorSettings().job_env
+    assert {k: v for k, v in job_env.items() if k.endswith("PDFA_MODE")} == expected
+
+
 def test_without_allow_list_the_install_fails_with_the_reason() -> None:
     done = helm("template", "x", str(CHART), check=False)
     assert done.returncode != 0
@@ -187,6 +207,7 @@ def test_without_allow_list_the_install_fails_with_the_reason() -> None:
         ("jobs.workVolume.size=lots", "size"),
         ("jobs.shards.max=0", "max"),
         ("admission.maxRendersPerMoodleHost=-1", "maxRendersPerMoodleHost"),
+        ("jobs.pdfaMode=relaxed", "pdfamode"),
     ],
 )
 def test_schema_refuses_bad_values(setting: str, message: str) -> None:

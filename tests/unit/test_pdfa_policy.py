@@ -45,13 +45,17 @@ def test_strict_fails_the_attempt_naming_it_and_the_reason(
     plain_pdf: Path, tmp_path: Path
 ) -> None:
     outcomes = AttemptOutcomes()
+    folder = tmp_path / "diagnostics" / "attempt-7"
     with pytest.raises(AttemptFailed) as raised:
-        make_pdfa(plain_pdf, 7, settings(tmp_path, "strict"), outcomes)
+        make_pdfa(plain_pdf, 7, settings(tmp_path, "strict"), outcomes, folder)
     message = str(raised.value)
     assert message.startswith("attempt 7: no PDF/A: Ghostscript did not produce PDF/A-3b: ")
     assert "A CIDFont uses CID 0, reverting to normal PDF output" in message
     assert "\n" not in message
     assert outcomes.warnings == []
+    assert (folder / "report.pdf").read_bytes() == plain_pdf.read_bytes()
+    assert "CID 0" in (folder / "ghostscript.txt").read_text()
+    assert (folder / "reason.txt").read_text() == message + "\n"
 
 
 def test_lenient_keeps_the_plain_pdf_and_warns(plain_pdf: Path, tmp_path: Path) -> None:
