@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -179,3 +182,20 @@ def test_termination_message_is_one_line(tmp_path: Path, monkeypatch: pytest.Mon
     write_termination_message("Failed: attempt 7:\nno PDF/A " + "z" * 1000)
     text = target.read_text()
     assert text.count("\n") == 1 and len(text.strip()) == MAX_REASON
+
+
+def test_the_runner_ends_with_its_reason_as_termination_message(tmp_path: Path) -> None:
+    target = tmp_path / "termination-log"
+    target.touch()  # the kubelet creates it in a container
+    env = {**os.environ, "MAO_TERMINATION_LOG": str(target),
+           "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "moodle_archive_job.cli", "run-job", "--task",
+         str(tmp_path / "missing.json"), "--token-file", str(tmp_path / "t"),
+         "--job-id", "0b6ffbbc-2a5e-4a53-9d3c-5c0bd4a7f3a4", "--log-format", "json"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    missing = tmp_path / "missing.json"
+    assert target.read_text() == f"cannot read {missing}: No such file or directory\n"
+    assert done.stderr.strip().splitlines()[-1] == "moodle-archiver: " + target.read_text().strip()
