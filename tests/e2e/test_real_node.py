@@ -95,7 +95,16 @@ def wait_running(stack: NodeStack, job_id: str, min_done: int = 1, timeout: floa
     )
 
 
-def secret_exists(stack: NodeStack, obj: dict[str, Any]) -> bool:
+def secret_exists(stack: NodeStack, obj: dict[str, Any], wait: float = 30) -> bool:
+    """Whether the token Secret is still there `wait` s after the final state: the operator
+    deletes it once Moodle owes nothing (right after the final state, as a rule)."""
+    deadline = time.monotonic() + wait
+    while _secret_exists(stack, obj) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return _secret_exists(stack, obj)
+
+
+def _secret_exists(stack: NodeStack, obj: dict[str, Any]) -> bool:
     try:
         stack.core.read_namespaced_secret(obj["spec"]["tokenSecretName"], stack.jobs_namespace)
     except ApiException as err:
@@ -238,8 +247,9 @@ def test_container_killed_in_every_try_fails_on_both_sides(
     assert status["phase"] == "Failed", status
     assert job_counts(stack, final) == (0, 2)
     state = moodle.job(job_id)
-    assert state.status_name == "FAILED" and state.artifact is None and not state.token_valid
+    # The operator tells Moodle right after writing the final state, then deletes the Secret.
     assert not secret_exists(stack, final)
+    assert state.status_name == "FAILED" and state.artifact is None and not state.token_valid
 
 
 def test_kubelet_restart_mid_run_loses_nothing(

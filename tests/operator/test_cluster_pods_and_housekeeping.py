@@ -43,7 +43,9 @@ def test_image_pull_backoff_surfaces_and_the_pending_timeout_ends_it(harness: Ha
     assert (running["status"], running["reason"]) == ("False", "ImagePullBackOff")
     final = h.wait_phase(name)
     assert (final["status"]["phase"], succeeded_reason(h, name)) == ("Failed", "ImagePullBackOff")
-    assert h.moodle.job(aj["spec"]["jobId"]).status_name == "FAILED"
+    # Moodle is told right after the final state is written (MoodleNotified says when).
+    eventually(lambda: h.moodle.job(aj["spec"]["jobId"]).status_name == "FAILED",
+               what="Moodle told FAILED")  # fmt: skip
     assert any(e.reason == "ImagePullBackOff" and e.type == "Warning" for e in h.events(name))
     h.wait_gone("Job", name)
 

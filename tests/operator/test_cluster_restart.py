@@ -61,6 +61,8 @@ def test_operator_down_while_the_job_finishes(harness: Harness) -> None:
     final = h.wait_phase(name)
     assert (final["status"]["phase"], h.condition(final, "Succeeded")["reason"]) == (
         "Failed", "InvalidInput")  # fmt: skip
-    assert h.moodle.job(aj["spec"]["jobId"]).status_name == "FAILED"
+    # Moodle is told right after the final state is written; the Secret goes after that.
     h.wait_gone("Secret", aj["spec"]["tokenSecretName"])
+    assert h.moodle.job(aj["spec"]["jobId"]).status_name == "FAILED"
+    assert h.condition(h.archivejob(name), "MoodleNotified")["reason"] == "Delivered"
     assert len(h.batch.list_namespaced_job(h.namespace).items) == 1
