@@ -11,7 +11,7 @@ import pytest
 from moodle_archive_job.render import IncompletePage, ReadinessTimeout, Renderer, RenderResult
 from moodle_archive_job.render.renderer import DEFAULT_STALL_GRACE_SEC
 from moodle_archive_job.task import PaperFormat
-from tests.browser.conftest import BrowserHarness, browser_settings
+from tests.browser.conftest import NODE_MODULES, BrowserHarness, browser_settings
 from tests.browser.pdfs import marker_times, page, pdf_text
 
 pytestmark = pytest.mark.browser
@@ -224,3 +224,29 @@ def test_without_ready_signal_prints_after_load(harness: BrowserHarness, tmp_pat
 
     assert result.ready_state == "skipped"
     assert "printed at load" in pdf_text(result.pdf_path)
+
+
+def test_mathjax_arriving_after_the_stall_grace_is_never_printed_as_tex(
+    harness: BrowserHarness, tmp_path: Path
+) -> None:
+    # The probe gives up on MathJax after its stall grace (here 1 s) and calls the page ready;
+    # the script then arrives (2 s). Printing now would give TeX: the render counts as
+    # incomplete and is tried again, and fails when every try is as slow.
+    harness.server.delay("/slow/", 2.0)
+    src = f"{harness.server.origin}/slow/mathjax3/es5/tex-mml-chtml.js"
+    harness.server.serve(
+        "/slow/mathjax3/es5/tex-mml-chtml.js",
+        (NODE_MODULES / "mathjax3" / "es5" / "tex-mml-chtml.js").read_bytes(),
+        "text/javascript",
+    )
+    html = page("MathJax late", FORMULAS, f'<script async src="{src}"></script>')
+
+    async def use(renderer: Renderer) -> RenderResult:
+        return await renderer.render_pdf(html, harness.server.origin, tmp_path / "m.pdf",
+                                         PaperFormat.A4)  # fmt: skip
+
+    settings = browser_settings(render_attempts=2, render_retry_backoff_sec=0.1)
+    with pytest.raises(IncompletePage, match=rf"^script {re.escape(src)} arrived only after "):
+        harness.with_renderer(settings, use, stall_grace_sec=1.0)
+    assert not (tmp_path / "m.pdf").exists()
+    assert len(harness.server.requested("/slow/mathjax3/")) == 2

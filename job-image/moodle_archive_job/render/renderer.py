@@ -37,6 +37,8 @@ from .urls import loggable_url
 logger = logging.getLogger(__name__)
 
 DEFAULT_STALL_GRACE_SEC = 10.0
+# Readiness markers of a probe that gave up waiting for something still loading.
+_GAVE_UP_MARKERS = ("mathjax-not-found", "page-load-incomplete")
 _PRINT_TIMEOUT_SEC = 120.0
 _DEMO_SCRIPT = resources.files(__package__).joinpath("demo.js").read_text("utf-8")
 
@@ -272,7 +274,10 @@ class _AttemptRender:
 
         started = time.monotonic()
         ready_state, report = await self._wait_until_ready(page)
+        ready_at = time.monotonic()
         missing = await self._check_resources(print_incomplete)
+        if not print_incomplete:
+            self._check_nothing_came_late(report, ready_at)
         self._phase_done("ready", started)
 
         started = time.monotonic()
@@ -318,6 +323,18 @@ class _AttemptRender:
         for line in lines:
             logger.warning("%s: printing without %s", self.label, line)
         return lines
+
+    def _check_nothing_came_late(self, report: ProbeReport | None, ready_at: float) -> None:
+        """The probe gives up on a script still loading after its stall grace (MathJax from a
+        slow CDN) and reports the page ready without it; if that script arrived after all,
+        the page was not printed as it should look: IncompletePage, so it is rendered again
+        (the asset cache then has the script at once)."""
+        markers = report.markers if report else ()
+        if not any(m.startswith(_GAVE_UP_MARKERS) for m in markers):
+            return
+        late = self.resources.arrived_after(ready_at)
+        if late:
+            raise IncompletePage([p.line() for p in late])
 
     def explain(self, error: RenderError) -> RenderError:
         """The failed render's cause: a resource that did not load, if one did not."""

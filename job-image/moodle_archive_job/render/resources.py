@@ -173,6 +173,15 @@ class ResourceTracker:
             oldest = min(e.started for e in waiting)
             await asyncio.sleep(min(_POLL_SEC, timeout_sec - (now - oldest)))
 
+    def arrived_after(self, moment: float) -> list[Problem]:
+        """Stylesheets, fonts and scripts that loaded fine, but only after `moment`."""
+        return [
+            Problem(e.kind, loggable_url(e.url), f"arrived only after {e.ended - e.started:.1f} s")
+            for e in self._entries
+            if e.kind in SHAPING and e.ended is not None and e.ended > moment
+            and e.failure is None and (e.status is None or e.status < 400)
+        ]
+
     def problems(self, older_than: float | None = None, said: float | None = None) -> list[Problem]:
         """What failed so far; with `older_than`, shaping requests still loading for that many
         seconds count as timed out (after `said` seconds, if given: the limit that ran out)."""
