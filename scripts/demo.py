@@ -1,9 +1,11 @@
 """`make demo`: the whole product on this machine.
 
 Builds (or reuses) the tools and images, starts a local control plane and a real node
-(kubelet + containerd), `helm install`s the chart, starts a fake Moodle with a quiz of several
-attempts (formulas included), posts the plugin's request to the gateway, follows the
-ArchiveJob until it ends, and shows the archive Moodle stored and `kubectl get archivejobs`.
+(kubelet + containerd, with local-path-provisioner and its StorageClass `local-path`, from
+which each job gets its work volume), `helm install`s the chart, starts a fake Moodle with a
+quiz of several attempts (formulas included), posts the plugin's request to the gateway,
+follows the ArchiveJob until it ends, and shows the archive Moodle stored and
+`kubectl get archivejobs`.
 
 The cluster and the node keep running afterwards for a look around; `make demo-down` stops
 them (a new `make demo` also starts by stopping the previous one).
@@ -26,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from tests.fakemoodle import FakeMoodle  # noqa: E402
 from tests.support.cluster_env import tools_bin_dir  # noqa: E402
 from tests.support.localcluster import LocalCluster  # noqa: E402
+from tests.support.localpath import STORAGE_CLASS  # noqa: E402
 from tests.support.nodestack import NodeStack, StackOptions, progress_line  # noqa: E402
 from tests.support.realnode import stop_node  # noqa: E402
 
@@ -80,9 +83,9 @@ def up(run_dir: Path, attempts: int) -> int:
     cluster.start()
     with FakeMoodle(report_latency=0.2) as moodle:
         say(f"fake Moodle at {moodle.base_url}")
-        stack = NodeStack(
-            cluster, run_dir, [moodle.base_url], StackOptions(), log=say, keep_running=True
-        )
+        # Each job gets a work volume from the node's local-path-provisioner (resumable).
+        options = StackOptions(work_volume_class=STORAGE_CLASS)
+        stack = NodeStack(cluster, run_dir, [moodle.base_url], options, log=say, keep_running=True)
         stack.start()
         say(f"gateway at {stack.gateway_url}; the worker URL to enter in Moodle")
         quiz = moodle.create_quiz(attempts=attempts, with_formulas=True, attachments_per_attempt=1)
@@ -112,6 +115,9 @@ def up(run_dir: Path, attempts: int) -> int:
     kubectl = tools_bin_dir() / "kubectl"
     say(f"kubectl get archivejobs -n {stack.jobs_namespace}:")
     print(stack.kubectl("get", "archivejobs", "-n", stack.jobs_namespace))
+    say("its work volume (from local-path-provisioner; it goes with the ArchiveJob or after the "
+        "finished-job TTL):")  # fmt: skip
+    print(stack.kubectl("get", "pvc", "-n", stack.jobs_namespace))
     say(f"done in {time.monotonic() - began:.0f} s. The cluster and node keep running:")
     print(f"  export KUBECONFIG={cluster.kubeconfig}")
     print(f"  {kubectl} describe archivejob -n {stack.jobs_namespace} {final['metadata']['name']}")

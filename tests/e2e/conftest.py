@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -26,15 +29,18 @@ def moodle() -> Iterator[FakeMoodle]:
 def stack(
     cluster: LocalCluster, moodle: FakeMoodle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NodeStack]:
+    options = StackOptions(max_parallel_jobs=2, backoff_limit=1, runner_env=RUNNER_ENV)
+    with running_stack(cluster, moodle, tmp_path_factory.mktemp("e2e"), options) as node_stack:
+        yield node_stack
+
+
+@contextmanager
+def running_stack(
+    cluster: LocalCluster, moodle: FakeMoodle, work: Path, options: StackOptions
+) -> Iterator[NodeStack]:
+    """The node and a release of its own (a fresh name) for the fake Moodle; stopped after."""
     suffix = uuid.uuid4().hex[:6]
-    options = StackOptions(
-        release=f"e2e-{suffix}",
-        namespace=f"e2e-{suffix}",
-        max_parallel_jobs=2,
-        backoff_limit=1,
-        runner_env=RUNNER_ENV,
-    )
-    work = tmp_path_factory.mktemp("e2e")
+    options = replace(options, release=f"e2e-{suffix}", namespace=f"e2e-{suffix}")
     node_stack = NodeStack(cluster, work, [moodle.base_url], options)
     try:
         node_stack.start()

@@ -10,7 +10,8 @@
 3. operator and job: `buildah bud` of operator/Dockerfile and job-image/Dockerfile with
    `BASE_IMAGE` set to the local base; `--layers` keeps the apt and pip layers cached, so a
    change of the code rebuilds only the last layers.
-4. each image is written as a docker-archive tarball that `ctr images import` takes.
+4. each image (the base too: the real node's volume provisioner uses it for its helper pods)
+   is written as a docker-archive tarball that `ctr images import` takes.
 
 Everything lives under $MOODLE_ARCHIVER_CACHE_DIR/images (buildah's storage included); image
 tags are hashes of their inputs, so an unchanged tree reuses what was built.
@@ -373,7 +374,8 @@ class Builder:
         operator = self.dockerfile_image(OPERATOR_NAME, REPO_ROOT / "operator/Dockerfile", base)
         job = self.dockerfile_image(JOB_NAME, REPO_ROOT / "job-image/Dockerfile", base)
         refs = (pause, operator, job)
-        archives = {ref: str(self.archive(ref)) for ref in refs}
+        # The base image too: the node's local-path-provisioner runs its helper pods from it.
+        archives = {ref: str(self.archive(ref)) for ref in (base, *refs)}
         self.prune(refs)
         images = Images(base=base, pause=pause, operator=operator, job=job, archives=archives)
         (self.root / "images.json").write_text(json.dumps(asdict(images), indent=2) + "\n")

@@ -24,7 +24,17 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from moodle_archive_operator.archivejob import GROUP, PLURAL, VERSION, archivejob_name
+from moodle_archive_job.request_parsing import detect_protocol, parse_archive_request
+from moodle_archive_operator.archivejob import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    archivejob_name,
+    build_archivejob,
+    build_token_secret,
+    new_job_id,
+    spec_from_task,
+)
 from tests.support.cluster_env import REPO_ROOT, require_tools
 from tests.support.cluster_procs import claim_free_ports
 from tests.support.imagebuild import Images, ensure_images
@@ -49,6 +59,13 @@ class StackOptions:
     backoff_limit: int = 1
     timeout_seconds: int = 900
     runner_env: dict[str, str] = field(default_factory=dict)
+    # Attempts in flight per job pod (None: the chart's default).
+    attempt_concurrency: int | None = None
+    # StorageClass of the jobs' work volumes: the node's `local-path` ("" : emptyDir).
+    work_volume_class: str = ""
+    shards_max: int = 1
+    attempts_per_shard: int = 100
+    max_renders_per_moodle_host: int = 0
 
 
 def image_values(ref: str) -> dict[str, str]:
@@ -169,7 +186,11 @@ class NodeStack:
                     "limits": {"cpu": "2", "memory": "2Gi"},
                 },
                 "env": {"QUIZ_ARCHIVER_STATUS_REPORTING_INTERVAL_SEC": "1", **opts.runner_env},
+                "attemptConcurrency": opts.attempt_concurrency,
+                "workVolume": {"storageClassName": opts.work_volume_class},
+                "shards": {"max": opts.shards_max, "attemptsPerShard": opts.attempts_per_shard},
             },
+            "admission": {"maxRendersPerMoodleHost": opts.max_renders_per_moodle_host},
         }
 
     def helm(self, *args: str, check: bool = True, timeout: float = 300) -> str:
@@ -251,6 +272,24 @@ class NodeStack:
                     f"{json.dumps(status)[:800]}\n{self.diagnose()}"
                 )
             time.sleep(0.5)
+
+    def create_archivejob(self, moodle_job: Any, moodle: Any, **spec: Any) -> str:
+        """An ArchiveJob and its token Secret made as the gateway makes them, with `spec`
+        overrides (e.g. `maxShards`) the gateway never sets; Moodle then registers the job
+        id. Returns the job id."""
+        body = moodle_job.request_body
+        parsed = parse_archive_request(body, detect_protocol(body))
+        job_id = new_job_id()
+        task_spec = spec_from_task(parsed.task, job_id, self.options.timeout_seconds)
+        manifest = build_archivejob(task_spec, self.jobs_namespace)
+        manifest["spec"].update(spec)
+        created = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.jobs_namespace, PLURAL, manifest
+        )
+        secret = build_token_secret(created, parsed.token, self.jobs_namespace)
+        self.core.create_namespaced_secret(self.jobs_namespace, secret)
+        moodle.register_job(moodle_job, job_id)
+        return job_id
 
     def job_pods(self, job_id: str) -> list[client.V1Pod]:
         selector = f"{GROUP}/job-id={job_id}"

@@ -16,8 +16,10 @@ The node: its own containerd (CRI plugin, overlayfs snapshotter, runc, cgroupfs 
 loopback-only CNI network) on a socket in the run directory; the images built by
 tests.support.imagebuild imported into its `k8s.io` namespace (the pause image is its
 sandbox image); a kubelet on loopback ports with `failCgroupV1: false` (this machine's cgroups
-are v1). Pods that need a network here use hostNetwork (no CNI network reaches anywhere); the
-node is tainted so that only pods that tolerate it land on it. Image pulls never happen
+are v1); rancher's local-path-provisioner as a host process with the StorageClass `local-path`
+(tests/support/localpath.py), so that PersistentVolumeClaims are provisioned for real. Pods
+that need a network here use hostNetwork (no CNI network reaches anywhere); the node is
+tainted so that only pods that tolerate it land on it. Image pulls never happen
 (`imagePullPolicy: Never` in what runs here).
 
 containerd's image store is kept in $MOODLE_ARCHIVER_CACHE_DIR/node/containerd so that the
@@ -56,6 +58,7 @@ from tests.support.cluster_procs import (
 )
 from tests.support.imagebuild import Images
 from tests.support.localcluster import _Timer
+from tests.support.localpath import LocalPathProvisioner
 
 NODE_TAINT_KEY = "moodlearchiver.io/local-node"
 NODE_LABEL = "moodlearchiver.io/local-node"
@@ -128,6 +131,12 @@ class RealNode:
             self.run_dir / "containerd-proc", die_with_parent=die_with_parent
         )
         self._kubelet = Supervisor(self.run_dir / "kubelet-proc", die_with_parent=die_with_parent)
+        self.provisioner = LocalPathProvisioner(
+            getattr(cluster, "kubeconfig", Path("/nonexistent")),
+            self.run_dir / "local-path",
+            images.base,
+            die_with_parent=die_with_parent,
+        )
 
     # ------------------------------------------------------------------ public API
 
@@ -141,7 +150,7 @@ class RealNode:
 
     def start(self) -> RealNode:
         check_host()
-        tools = require_tools(("kubelet", "crictl"))
+        tools = require_tools(("kubelet", "crictl", "local-path-provisioner"))
         self._claim_store()
         began = time.monotonic()
         try:
@@ -161,6 +170,8 @@ class RealNode:
                 self._kubelet_argv = self._kubelet_command(tools["kubelet"], kubeconfig)
                 self._kubelet.start("kubelet", self._kubelet_argv)
                 self.wait_ready()
+            with self._timed("local-path-provisioner"):
+                self.provisioner.start()
         except BaseException:
             self.stop()
             raise
@@ -173,6 +184,7 @@ class RealNode:
         and remove what the node made on the host (cgroups, log links)."""
         for supervised in ("containerd-proc", "kubelet-proc"):  # a start may have failed early
             (self.run_dir / supervised).mkdir(parents=True, exist_ok=True)
+        self.provisioner.stop()
         self._kubelet.stop_all()
         if not self._containerd_alive() and self._has_tasks():
             # containerd died (e.g. with the process that started it) and left containers:
@@ -194,6 +206,7 @@ class RealNode:
                 break
         self._remove_cgroups()
         self._remove_log_links()
+        shutil.rmtree(self.provisioner.data_dir, ignore_errors=True)  # the volumes' data
         release_ports(
             list(self.ports.values()) or list(_read_state(self.run_dir).get("ports", {}).values())
         )
@@ -216,6 +229,7 @@ class RealNode:
         while True:
             self._kubelet.check()
             self._containerd.check()
+            self.provisioner.check()
             with contextlib.suppress(ApiException):
                 node = api.read_node(self.name)
                 conditions = {c.type: c for c in node.status.conditions or []}
