@@ -30,6 +30,7 @@ from tests.support.nodestack import NodeStack
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow]
 
 JOB_UID = 1000
+MB = 1_000_000
 
 
 def new_job(moodle: FakeMoodle, quiz: Quiz, backups: tuple[str, ...] = ()) -> Job:
@@ -287,3 +288,38 @@ def test_archivejobs_are_listed_with_their_columns(stack: NodeStack) -> None:
     header = table.splitlines()[0].split()
     assert header[:3] == ["NAME", "PHASE", "PROGRESS"] and "AGE" in header
     assert "Succeeded" in table and "Failed" in table
+
+
+def test_an_archive_above_moodles_upload_limit_goes_up_in_chunks(
+    stack: NodeStack, fresh_moodle: FakeMoodle
+) -> None:
+    # A site on the plugin's next generation (it sends its upload limit, 10 MB here) and a
+    # student file of 100 MB: the archive reaches Moodle in chunks, reassembled and verified
+    # by Moodle, through the gateway, the ArchiveJob and the job pod.
+    moodle = fresh_moodle
+    moodle.site.config.plugin_release = "next"
+    try:
+        moodle.faults.max_upload_bytes = 10 * MB
+        moodle.faults.post_max_size = 10 * MB
+        moodle.faults.attachment_oversize_bytes = 100 * MB
+        quiz = moodle.create_quiz(attempts=1, with_formulas=False, attachments_per_attempt=1)
+        job = new_job(moodle, quiz)
+        assert job.request_body["moodle_max_upload_bytes"] == 10 * MB
+        job_id = submit(stack, moodle, job)
+        assert stack.archivejob(job_id)["spec"]["moodleMaxUploadBytes"] == 10 * MB
+        final = stack.wait_final(job_id, timeout=600)
+    finally:
+        moodle.site.config.plugin_release = "4.1.0"
+    status = final["status"]
+    assert status["phase"] == "Succeeded", f"{status}\n{stack.diagnose()}"
+    state = moodle.job(job_id)
+    assert state.status_name == "FINISHED" and state.artifact is not None
+    assert len(state.artifact) > 100 * MB
+    assert hashlib.sha256(state.artifact).hexdigest() == status["artifact"]["sha256"]
+    calls = moodle.calls_for(job_id)
+    uploads = [c for c in calls if c.endpoint == "upload"]
+    assert len(uploads) >= 11 and all(c.bytes_in <= 10 * MB for c in uploads)
+    (process,) = [c for c in calls if c.wsfunction == "quiz_archiver_process_uploaded_artifact"]
+    assert process.params["artifact_count"] == str(len(uploads))
+    assert not moodle.site.drafts
+    assert not secret_exists(stack, final)
