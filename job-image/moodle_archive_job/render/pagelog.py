@@ -17,13 +17,9 @@ _MAX_TEXT = 500
 _MAX_CONSOLE = 500  # lines kept per render
 
 
-@dataclass
-class PageEvents:
-    label: str  # which attempt, for log lines from concurrent renders
-    page_errors: int = 0
-    failed_requests: int = 0
-    crashed: bool = False
-    console: list[str] = field(default_factory=list)
+class PageListener:
+    """Listens to one page's events through the handlers `_handlers` names; a page slot is
+    reused across renders, so each render attaches its listeners and detaches them after."""
 
     def attach(self, page: Page) -> None:
         for event, handler in self._handlers():
@@ -32,6 +28,18 @@ class PageEvents:
     def detach(self, page: Page) -> None:
         for event, handler in self._handlers():
             page.remove_listener(event, handler)
+
+    def _handlers(self) -> list[tuple[str, Any]]:
+        raise NotImplementedError
+
+
+@dataclass
+class PageEvents(PageListener):
+    label: str  # which attempt, for log lines from concurrent renders
+    page_errors: int = 0
+    failed_requests: int = 0
+    crashed: bool = False
+    console: list[str] = field(default_factory=list)
 
     def _handlers(self) -> list[tuple[str, Any]]:
         return [

@@ -21,10 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from playwright.async_api import Page, Request, Response
+from playwright.async_api import Request, Response
 
 from moodle_archive_job.logs import redact
 
+from .pagelog import PageListener
 from .urls import loggable_url, redact_urls
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class _Entry:
 
 
 @dataclass
-class ResourceTracker:
+class ResourceTracker(PageListener):
     """Listens to one page for one render; `problems` answers what went wrong."""
 
     page_url: str
@@ -92,14 +93,6 @@ class ResourceTracker:
 
     def __post_init__(self) -> None:
         self._origin = self.clock()
-
-    def attach(self, page: Page) -> None:
-        for event, handler in self._handlers():
-            page.on(event, handler)  # type: ignore[call-overload]
-
-    def detach(self, page: Page) -> None:
-        for event, handler in self._handlers():
-            page.remove_listener(event, handler)
 
     def _handlers(self) -> list[tuple[str, Any]]:
         return [
