@@ -49,7 +49,7 @@ from moodle_archive_job.moodle_client import MoodleClient  # noqa: E402
 from moodle_archive_job.pdf_postprocess import convert_to_pdfa  # noqa: E402
 from moodle_archive_job.render import Renderer  # noqa: E402
 from moodle_archive_job.task import MoodleEndpoints, PaperFormat  # noqa: E402
-from tests.browser.moodle_sample import SAMPLE, SAMPLE_ORIGIN  # noqa: E402
+from tests.browser.moodle_sample import SAMPLE, moved_to  # noqa: E402
 
 RESPONSE = SAMPLE.with_name("moodle-5.0-generate_attempt_report-response.txt")
 WS_PATH = "/webservice/rest/server.php"
@@ -93,9 +93,7 @@ def _serve(pipe: multiprocessing.connection.Connection) -> None:
     server.start()
     serve_moodle_stand_in(server)
     server.extra_headers["/harness-static/mathjax/"] = {"Cache-Control": "public, max-age=86400"}
-    body = RESPONSE.read_text("utf-8").replace(
-        SAMPLE_ORIGIN.replace("/", "\\/"), server.origin.replace("/", "\\/")
-    )
+    body = moved_to(RESPONSE.read_text("utf-8"), server.origin)
     server.serve(WS_PATH, body, "application/json")
     pipe.send(server.origin)
     pipe.recv()  # until the parent is done

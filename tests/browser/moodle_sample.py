@@ -56,8 +56,16 @@ REQUIRE_STAND_IN = """
 def sample_html(origin: str) -> str:
     html = SAMPLE.read_text("utf-8")
     assert SAMPLE_ORIGIN in html
-    escaped = SAMPLE_ORIGIN.replace("/", "\\/")
-    return html.replace(SAMPLE_ORIGIN, origin).replace(escaped, origin.replace("/", "\\/"))
+    return moved_to(html, origin)
+
+
+def moved_to(text: str, origin: str) -> str:
+    r"""`text` (the page, or its web service response) with the sample's origin replaced,
+    written plainly, escaped once (http:\/\/...) or twice (a JavaScript string inside JSON,
+    http:\\\/\\\/...: MathJax's URL in the response is one)."""
+    for escape in ("/", "\\/", "\\\\\\/"):
+        text = text.replace(SAMPLE_ORIGIN.replace("/", escape), origin.replace("/", escape))
+    return text
 
 
 # The one rule of the Boost theme that decides the sample's length: without it the ten
