@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
+from moodle_archive_job.atomic_file import write_bytes_atomically
 from moodle_archive_job.settings import RunnerSettings
 from moodle_archive_job.task import PaperFormat
 
@@ -443,15 +443,7 @@ class _AttemptRender:
                 f"{self.label}: printing took longer than {_PRINT_TIMEOUT_SEC:g} s"
             ) from None
         try:
-            await asyncio.to_thread(_write_atomically, pdf_path, pdf)
+            await asyncio.to_thread(write_bytes_atomically, pdf_path, pdf)
         except OSError as exc:
             raise RenderError(f"{self.label}: could not write the PDF: {exc}") from None
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
