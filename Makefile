@@ -12,10 +12,10 @@ help: ## list the targets
 setup: ## install Debian packages, the .venv and MathJax (idempotent)
 	@scripts/setup.sh
 
-test: setup node-deps cluster-tools images ## the whole test suite, the real-node end-to-end tier included (what CI runs)
+test: setup verapdf node-deps cluster-tools images ## the whole test suite, the real-node end-to-end tier included (what CI runs)
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
-test-quick: setup cluster-tools ## the suite without the real-node tier (no containerd, no images)
+test-quick: setup verapdf cluster-tools ## the suite without the real-node tier (no containerd, no images)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff

@@ -4,10 +4,11 @@
 One attempt = what the runner does for it: fetch (the web service call, answered with the
 real response captured from Moodle 5.0, and its parsing), page load (context setup and
 navigation to DOMContentLoaded), readiness (MathJax 3 through the Moodle loader stand-in of
-the browser tests, fonts), print (print to PDF and write), Ghostscript (PDF/A-3b conversion
-and its checks) and ZIP (adding the PDF to the archive). The page's resources come from a
-loopback server in a child process (not counted); the Moodle stand-ins are tiny, so a real
-Moodle's theme CSS and JavaScript cost more in Chromium than here.
+the browser tests, fonts), print (print to PDF and write), PDF/A (previous: Ghostscript's
+conversion and its checks; current: the runner's pdfa_policy) and ZIP (adding the PDF to
+the archive). The page's resources come from a loopback server in a child process (not
+counted); the Moodle stand-ins are tiny, so a real Moodle's theme CSS and JavaScript cost
+more in Chromium than here.
 
 Each approach has its own Chromium (and Playwright driver), like one job each, with the
 asset cache on; attempts run one at a time, alternating between the approaches, so both see
@@ -42,43 +43,46 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench._measure import process_kind  # noqa: E402
 from bench.render_bench import LOOPBACK_ONLY, NODE_MODULES, settings  # noqa: E402
-from moodle_archive_job import pdf_postprocess  # noqa: E402
 from moodle_archive_job.archive_writer import ArchiveWriter  # noqa: E402
+from moodle_archive_job.attempt_outcomes import AttemptOutcomes  # noqa: E402
 from moodle_archive_job.moodle_api import AttemptReport  # noqa: E402
 from moodle_archive_job.moodle_client import MoodleClient  # noqa: E402
 from moodle_archive_job.pdf_postprocess import convert_to_pdfa  # noqa: E402
+from moodle_archive_job.pdfa_policy import make_pdfa  # noqa: E402
 from moodle_archive_job.render import Renderer  # noqa: E402
 from moodle_archive_job.task import MoodleEndpoints, PaperFormat  # noqa: E402
 from tests.browser.moodle_sample import SAMPLE, moved_to  # noqa: E402
 
 RESPONSE = SAMPLE.with_name("moodle-5.0-generate_attempt_report-response.txt")
 WS_PATH = "/webservice/rest/server.php"
-PHASES = ("fetch", "page load", "readiness", "print", "context wipe", "Ghostscript", "ZIP")
+PHASES = ("fetch", "page load", "readiness", "print", "context wipe", "PDF/A", "ZIP")
 _RENDER_PHASES = {"navigate": "page load", "ready": "readiness", "print": "print"}
 
 
 @dataclass(frozen=True)
 class Approach:
-    """How an attempt is rendered and converted; `previous` and `current` are compared."""
+    """How an attempt is rendered and made PDF/A; `previous` and `current` are compared."""
 
     name: str
     chromium_args: tuple[str, ...] = ()
-    setup: Callable[[], None] = lambda: None  # switches module-level choices
+    pdfa: Callable[[Path, int], None] = lambda pdf, n: _by_metadata_or_gs(pdf, n)
 
 
-def _docinfo_by(fast: bool) -> Callable[[], None]:
-    def choose() -> None:
-        pdf_postprocess.append_docinfo = _APPEND_DOCINFO if fast else lambda *_args: False
+def _by_ghostscript(pdf: Path, _n: int) -> None:
+    gs = shutil.which("gs")
+    assert gs is not None
+    convert_to_pdfa(pdf, gs, 60, "bench")
 
-    return choose
+
+def _by_metadata_or_gs(pdf: Path, n: int) -> None:
+    make_pdfa(pdf, n, settings(), AttemptOutcomes())
 
 
-_APPEND_DOCINFO = pdf_postprocess.append_docinfo
-# previous: the document info for Ghostscript cleaned by pypdf's incremental writer (it
-# re-serialises the whole file); current: appended by hand (pdf_docinfo.py).
+# previous: Ghostscript rewrites every PDF; current: the runner's way (pdfa_policy.py):
+# metadata appended to Chromium's PDF, Ghostscript only for pages that need more.
 APPROACHES = (
-    Approach("previous", setup=_docinfo_by(fast=False)),
-    Approach("current", setup=_docinfo_by(fast=True)),
+    Approach("previous", pdfa=_by_ghostscript),
+    Approach("current", pdfa=_by_metadata_or_gs),
 )
 
 
@@ -182,8 +186,9 @@ def fetch_report(client: MoodleClient) -> AttemptReport:
 
 
 async def one_attempt(
-    renderer: Renderer, ledger: Ledger, client: MoodleClient, origin: str, work: Path, n: int
-) -> None:
+    approach: Approach, renderer: Renderer, ledger: Ledger, client: MoodleClient, origin: str,
+    work: Path, n: int,
+) -> None:  # fmt: skip
     ledger.start()
     report = fetch_report(client)
     ledger.phase("fetch")
@@ -192,11 +197,8 @@ async def one_attempt(
     pdf = folder / "report.pdf"
     await renderer.render_pdf(report.report, origin, pdf, PaperFormat.A4)
     ledger.phase("context wipe")
-    gs = shutil.which("gs")
-    assert gs is not None
-    shutil.copyfile(pdf, work / "chromium.pdf")  # for docinfo_step
-    convert_to_pdfa(pdf, gs, 60, "bench")
-    ledger.phase("Ghostscript")
+    approach.pdfa(pdf, n)
+    ledger.phase("PDF/A")
     writer = ArchiveWriter(work / f"archive-{n}.zip")
     writer.add_file(f"attempts/{report.filename}.pdf", pdf)
     writer.close()
@@ -214,7 +216,6 @@ async def profile(
     client = MoodleClient(endpoints, "f" * 32)
     try:
         for approach in approaches:
-            approach.setup()
             before = {p.pid for p in psutil.Process().children()}
             holder: list[Ledger] = []
             renderer = Renderer(
@@ -231,35 +232,18 @@ async def profile(
             ledgers[approach.name] = holder[0]
         for n in range(warm_up + attempts):
             for approach in approaches:
-                approach.setup()
                 ledger = ledgers[approach.name]
                 ledger.recording = n >= warm_up
                 target = work / approach.name
                 target.mkdir(exist_ok=True)
-                await one_attempt(renderers[approach.name], ledger, client, origin, target, n)
+                await one_attempt(
+                    approach, renderers[approach.name], ledger, client, origin, target, n
+                )
     finally:
         client.close()
         for renderer in renderers.values():
             await renderer.__aexit__(None, None, None)
     return ledgers
-
-
-def docinfo_step(approaches: list[Approach], chromium_pdf: Path, rounds: int = 20) -> None:
-    """The one step the approaches differ in, alone: CPU time of this process, alternating."""
-    spent: dict[str, float] = defaultdict(float)
-    for _ in range(rounds):
-        for approach in approaches:
-            approach.setup()
-            started = time.process_time()
-            reader = pdf_postprocess._read(chromium_pdf)
-            assert reader is not None
-            pdf_postprocess._with_clean_docinfo(
-                reader, chromium_pdf, chromium_pdf.with_name("cleaned.pdf")
-            )
-            spent[approach.name] += time.process_time() - started
-    print("\nDocument info for Ghostscript alone (read + clean), CPU ms per attempt: " + ", ".join(
-        f"{name} {seconds / rounds * 1000:.1f}" for name, seconds in spent.items()
-    ))  # fmt: skip
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -321,7 +305,6 @@ def main() -> int:
             profile(approaches, origin, args.attempts, args.warm_up, Path(scratch))
         )
         report(ledgers)
-        docinfo_step(approaches, Path(scratch) / approaches[-1].name / "chromium.pdf")
     return 0
 
 

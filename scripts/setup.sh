@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 CACHE_DIR="${MOODLE_ARCHIVER_CACHE_DIR:-$HOME/.cache/moodle-archive-operator}"
 PY="${PYTHON:-python3}"
-APT_PACKAGES=(chromium ghostscript poppler-utils fonts-liberation fonts-dejavu-core fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji)
+APT_PACKAGES=(chromium ghostscript poppler-utils openjdk-17-jre-headless maven fonts-liberation fonts-dejavu-core fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -1,6 +1,8 @@
 """PDF/A of one attempt's PDF under QUIZ_ARCHIVER_PDFA_MODE.
 
-"strict" (the default) fails the attempt when Ghostscript cannot make PDF/A of its page; the
+Chromium's PDF is made PDF/A-3b by adding metadata (pdfa_fixup.py); a page that needs more
+(e.g. text showing the .notdef glyph, a font that is not embedded) goes through Ghostscript.
+"strict" (the default) fails the attempt when neither can make PDF/A of its page; the
 reference worker does the same for every failure it notices (Ghostscript's exit code or its
 time limit; it cannot notice Ghostscript falling back to plain PDF, which it then ships).
 "lenient" keeps the plain PDF and records a warning naming the attempt and the reason.
@@ -15,6 +17,7 @@ from pathlib import Path
 from .attempt_outcomes import AttemptFailed, AttemptOutcomes
 from .logs import redact
 from .pdf_postprocess import PdfaError, convert_to_pdfa
+from .pdfa_fixup import Unfixable, make_pdfa_by_metadata
 from .settings import RunnerSettings
 from .version import VERSION
 
@@ -30,6 +33,11 @@ def make_pdfa(
 ) -> None:
     """In strict mode a failed attempt's `diagnostics` folder gets the plain PDF
     (report.pdf), what Ghostscript said (ghostscript.txt) and the reason (reason.txt)."""
+    try:
+        make_pdfa_by_metadata(pdf, VERSION)
+        return
+    except Unfixable as why:
+        log.info("attempt %s: PDF/A by Ghostscript, metadata will not do: %s", attemptid, why)
     gs = settings.ghostscript_binary()
     if gs is None:
         raise AttemptFailed(attemptid, "Ghostscript (gs) is not installed; no PDF/A")

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 from pypdf import PdfWriter
+from pypdf.generic import DictionaryObject, NameObject, TextStringObject
 
 from moodle_archive_job.attempt_outcomes import AttemptFailed, AttemptOutcomes
+from moodle_archive_job.pdf_postprocess import pdfa_problems
 from moodle_archive_job.pdfa_policy import make_pdfa
 from moodle_archive_job.settings import RunnerSettings
+from moodle_archive_job.version import VERSION
 
 # What Ghostscript does when it cannot keep PDF/A: exit code 0, a plain PDF, a message.
 FALLING_BACK_GS = (
@@ -23,8 +26,12 @@ FALLING_BACK_GS = (
 
 @pytest.fixture
 def plain_pdf(tmp_path: Path) -> Path:
+    """A PDF that metadata alone cannot make PDF/A (JavaScript), so Ghostscript gets it."""
     writer = PdfWriter()
     writer.add_blank_page(595, 842)
+    writer.root_object[NameObject("/OpenAction")] = DictionaryObject(
+        {NameObject("/S"): NameObject("/JavaScript"), NameObject("/JS"): TextStringObject("1;")}
+    )
     path = tmp_path / "attempt-7" / "report.pdf"
     path.parent.mkdir()
     with path.open("wb") as out:
@@ -77,3 +84,20 @@ def test_strict_is_the_default_and_both_names_set_it(
     monkeypatch.delenv("MOODLE_ARCHIVER_PDFA_MODE")
     monkeypatch.setenv("QUIZ_ARCHIVER_PDFA_MODE", "lenient")
     assert RunnerSettings().pdfa_mode == "lenient"
+
+
+def test_a_pdf_metadata_can_fix_never_reaches_ghostscript(tmp_path: Path) -> None:
+    writer = PdfWriter()
+    writer.add_blank_page(595, 842)
+    pdf = tmp_path / "report.pdf"
+    with pdf.open("wb") as out:
+        writer.write(out)
+    failing_gs = tmp_path / "failing-gs"
+    failing_gs.write_text("#!/bin/sh\necho called >> \"$0.calls\"\nexit 3\n")
+    failing_gs.chmod(failing_gs.stat().st_mode | stat.S_IXUSR)
+    outcomes = AttemptOutcomes()
+    make_pdfa(pdf, 7, RunnerSettings(pdfa_conversion_ghostscript_binary_path=str(failing_gs)),
+              outcomes)  # fmt: skip
+    assert pdfa_problems(pdf, VERSION, 1) == []
+    assert not failing_gs.with_name("failing-gs.calls").exists()
+    assert outcomes.warnings == []
