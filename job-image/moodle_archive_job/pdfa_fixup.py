@@ -39,6 +39,8 @@ from .pdfa_metadata import MetadataError, xmp_packet
 __all__ = ["Unfixable", "make_pdfa_by_metadata"]
 
 WORKER_VERSION_KEY = "/MoodleQuizArchiveWorkerVersion"
+# What reading a damaged file (or a missing one) raises, through pypdf.
+_UNREADABLE = (OSError, PdfReadError, PdfStreamError, KeyError, ValueError, TypeError, IndexError)
 _INFO_TEXT_KEYS = ("/Title", "/Author", "/Subject", "/Keywords", "/Creator", "/Producer",
                    "/CreationDate", "/ModDate")  # fmt: skip
 
@@ -46,8 +48,8 @@ _INFO_TEXT_KEYS = ("/Title", "/Author", "/Subject", "/Keywords", "/Creator", "/P
 def make_pdfa_by_metadata(pdf_path: Path, worker_version: str) -> None:
     """Make `pdf_path` PDF/A-3b in place (atomically); Unfixable (file untouched) if it
     needs more than metadata."""
-    data = pdf_path.read_bytes()
     try:
+        data = pdf_path.read_bytes()
         reader = PdfReader(io.BytesIO(data))
         catalog = reader.trailer["/Root"].get_object()
         if classic_xref_offset(data, reader) is None:
@@ -56,7 +58,7 @@ def make_pdfa_by_metadata(pdf_path: Path, worker_version: str) -> None:
             raise Unfixable("the file has no catalog or no pages")
         check(data, reader)
         updated = _with_pdfa_metadata(data, reader, catalog, worker_version)
-    except (PdfReadError, PdfStreamError, KeyError, ValueError, TypeError, IndexError) as exc:
+    except _UNREADABLE as exc:
         raise Unfixable(f"the file could not be read: {exc}") from None
     write_bytes_atomically(pdf_path, updated)
 

@@ -36,22 +36,23 @@ def make_pdfa(
     try:
         make_pdfa_by_metadata(pdf, VERSION)
         return
-    except Unfixable as why:
+    except Unfixable as unfixable:
+        why = str(unfixable)
         log.info("attempt %s: PDF/A by Ghostscript, metadata will not do: %s", attemptid, why)
     gs = settings.ghostscript_binary()
     if gs is None:
-        raise AttemptFailed(attemptid, "Ghostscript (gs) is not installed; no PDF/A")
+        raise AttemptFailed(attemptid, f"no PDF/A: {why}; Ghostscript (gs) is not installed")
     try:
         convert_to_pdfa(pdf, gs, settings.pdfa_conversion_timeout_sec, VERSION)
     except PdfaError as exc:
         if exc.output:
             log.info("attempt %s: Ghostscript said: %s", attemptid, exc.output)
         if settings.pdfa_mode == "strict":
-            failure = AttemptFailed(attemptid, f"no PDF/A: {exc}")
+            failure = AttemptFailed(attemptid, f"no PDF/A: {why}; {exc}")
             if diagnostics is not None:
                 _keep(diagnostics, pdf, exc, str(failure))
             raise failure from None
-        outcomes.warn(f"attempt {attemptid}: kept as plain PDF, not PDF/A: {exc}")
+        outcomes.warn(f"attempt {attemptid}: kept as plain PDF, not PDF/A: {why}; {exc}")
 
 
 def _keep(folder: Path, pdf: Path, exc: PdfaError, reason: str) -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 from pypdf import PdfReader
 
 from moodle_archive_job import pdfa_fixup, pdfa_policy
-from moodle_archive_job.attempt_outcomes import AttemptOutcomes
+from moodle_archive_job.attempt_outcomes import AttemptFailed, AttemptOutcomes
 from moodle_archive_job.pdf_postprocess import convert_to_pdfa, optimize_images, pdfa_problems
 from moodle_archive_job.pdfa_checks import check
 from moodle_archive_job.pdfa_fixup import Unfixable, make_pdfa_by_metadata
@@ -213,3 +213,19 @@ def _raster(pdf: Path) -> bytes:
         capture_output=True, check=True, timeout=60,
     )  # fmt: skip
     return done.stdout
+
+
+def test_strict_names_both_reasons_when_ghostscript_cannot_either(
+    rendered: Rendered, tmp_path: Path
+) -> None:
+    """The case of issue 12: Ghostscript too refuses CID 0 and falls back to plain PDF."""
+    pdf = tmp_path / "tofu.pdf"
+    shutil.copyfile(rendered.chromium["tofu"], pdf)
+    with pytest.raises(AttemptFailed) as raised:
+        pdfa_policy.make_pdfa(pdf, 7, browser_settings(pdfa_mode="strict"), AttemptOutcomes())
+    message = str(raised.value)
+    assert message.startswith(
+        "attempt 7: no PDF/A: page 1: text shows the .notdef glyph (CID 0) of a CIDFont; "
+        "Ghostscript did not produce PDF/A-3b"
+    )
+    assert "CID 0" in message.partition("Ghostscript said:")[2]

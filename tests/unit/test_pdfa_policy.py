@@ -56,7 +56,10 @@ def test_strict_fails_the_attempt_naming_it_and_the_reason(
     with pytest.raises(AttemptFailed) as raised:
         make_pdfa(plain_pdf, 7, settings(tmp_path, "strict"), outcomes, folder)
     message = str(raised.value)
-    assert message.startswith("attempt 7: no PDF/A: Ghostscript did not produce PDF/A-3b: ")
+    assert message.startswith(
+        "attempt 7: no PDF/A: the catalog has /OpenAction; "
+        "Ghostscript did not produce PDF/A-3b: "
+    )
     assert "A CIDFont uses CID 0, reverting to normal PDF output" in message
     assert "\n" not in message
     assert outcomes.warnings == []
@@ -71,7 +74,9 @@ def test_lenient_keeps_the_plain_pdf_and_warns(plain_pdf: Path, tmp_path: Path) 
     make_pdfa(plain_pdf, 7, settings(tmp_path, "lenient"), outcomes)
     assert plain_pdf.read_bytes() == before
     (warning,) = outcomes.warnings
-    assert warning.startswith("attempt 7: kept as plain PDF, not PDF/A: Ghostscript did not")
+    assert warning.startswith(
+        "attempt 7: kept as plain PDF, not PDF/A: the catalog has /OpenAction; Ghostscript did not"
+    )
     assert "CID 0" in warning and len(warning) <= 300
 
 
