@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import accumulate
 
 from pypdf import PdfReader
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
@@ -33,12 +34,12 @@ _BLEND_MODES = (
     "/Hue", "/Saturation", "/Color", "/Luminosity",
 )  # fmt: skip
 _MAX_NESTING = 28  # PDF/A-2 and -3 implementation limit for q/Q
-# Content stream tokens that matter here: a font selection, a hex string, q and Q.
-_TOKENS = re.compile(
-    rb"/([^\s/<>\[\]()%]+)\s+[-+.\d]+\s+Tf(?![^\s\[<(/])"
-    rb"|<([0-9A-Fa-f\s]*)>"
-    rb"|(?<![^\s\]>)])([qQ])(?![^\s\[<(/])"
-)
+# Content stream tokens: q and Q; a font selection or a hex string (glyph codes).
+_Q_OPERATORS = re.compile(rb"[qQ](?<![^\s\]>)][qQ])(?![^\s\[<(/])")  # the letter first: fast
+_TEXT_TOKENS = re.compile(rb"/([^\s/<>\[\]()%]+)\s+[-+.\d]+\s+Tf(?![^\s\[<(/])|<([0-9A-Fa-f\s]*)>")
+# A hex string with 0000 at a two-byte boundary, or one with white space (Skia writes none):
+# only then is the content scanned font by font.
+_MAYBE_CID_ZERO = re.compile(rb"<(?:[0-9A-Fa-f]{4})*0000|<[0-9A-Fa-f]*\s[0-9A-Fa-f\s]*>")
 
 
 class Unfixable(Exception):
@@ -136,25 +137,21 @@ def _check_font(reference: object, seen: set[int]) -> bool:
 
 
 def _check_content(data: bytes, two_byte: set[str]) -> None:
-    depth = 0
-    font_is_cid = False
-    for found in _TOKENS.finditer(data):
-        font, text, operator = found.groups()
-        if font is not None:
-            font_is_cid = font.decode("latin-1") in two_byte
-        elif text is not None:
-            if font_is_cid and _has_cid_zero(text):
+    operators = _Q_OPERATORS.findall(data)
+    if operators and max(accumulate(1 if op == b"q" else -1 for op in operators)) > _MAX_NESTING:
+        raise Unfixable(f"graphics states nested deeper than {_MAX_NESTING}")
+    if two_byte and _MAYBE_CID_ZERO.search(data):
+        font_is_cid = False
+        for found in _TEXT_TOKENS.finditer(data):
+            font, text = found.groups()
+            if font is not None:
+                font_is_cid = font.decode("latin-1") in two_byte
+            elif font_is_cid and _has_cid_zero(text):
                 raise Unfixable("text shows the .notdef glyph (CID 0) of a CIDFont")
-        elif operator == b"q":
-            depth += 1
-            if depth > _MAX_NESTING:
-                raise Unfixable(f"graphics states nested deeper than {_MAX_NESTING}")
-        else:
-            depth -= 1
 
 
 def _has_cid_zero(text: bytes) -> bool:
-    digits = re.sub(rb"\s", b"", text) if b" " in text or b"\n" in text else text
+    digits = re.sub(rb"\s", b"", text)
     return any(digits[i : i + 4] == b"0000" for i in range(0, len(digits), 4))
 
 
@@ -215,7 +212,9 @@ def _check_colour_space_value(value: object) -> None:
 def _page_content(page: DictionaryObject) -> bytes:
     contents = page.get("/Contents")
     contents = contents.get_object() if isinstance(contents, IndirectObject) else contents
-    parts = contents if isinstance(contents, ArrayObject) else [contents] if contents else []
+    if contents is None:
+        return b""
+    parts = contents if isinstance(contents, ArrayObject) else [contents]
     return b"\n".join(_stream(part).get_data() for part in parts)
 
 
