@@ -6,8 +6,8 @@
 # Needs a work volume (a PersistentVolumeClaim, status.workVolume): starts a pod that mounts
 # the claim read-only under the restricted security profile, copies
 # job-<jobid>/diagnostics to ./diagnostics-<jobid>/ with kubectl cp, and deletes the pod.
-# The image defaults to the job pod's (from the ArchiveJob's Job); any image with tar and
-# sleep will do (--image).
+# The image, node selector, tolerations and host network are the job pod's (from the
+# ArchiveJob's Job); once the Job is gone, any image with tar and sleep will do (--image).
 set -eu
 
 name=""
@@ -33,17 +33,29 @@ if [ -z "$claim" ]; then
   echo "  kubectl $ns logs job/$(get '{.status.jobName}')" >&2
   exit 1
 fi
-if [ -z "$image" ]; then
-  image=$(kubectl $ns get job "$(get '{.status.jobName}')" \
-            -o 'jsonpath={.spec.template.spec.containers[0].image}' 2>/dev/null || true)
-fi
+# The job pod's template, while its Job is kept: the image, and where and how such pods run
+# (a ReadWriteOnce volume's node may be tainted for archive jobs: jobs.nodeSelector and
+# tolerations; jobs.hostNetwork where pods have no pod network).
+job=$(get '{.status.jobName}')
+template() {
+  [ -n "$job" ] || return 0
+  kubectl $ns get job "$job" -o "jsonpath={.spec.template.spec.$1}" 2>/dev/null || true
+}
+[ -n "$image" ] || image=$(template 'containers[0].image')
 [ -n "$image" ] || { echo "the Job is gone: name an image with tar and sleep (--image)" >&2; exit 2; }
+tolerations=$(template tolerations)
+[ -n "$tolerations" ] || tolerations='[]'
+node_selector=$(template nodeSelector)
+[ -n "$node_selector" ] || node_selector='{}'
+host_network=$(template hostNetwork)
+[ "$host_network" = true ] || host_network=false
 
 pod="diagnostics-${job_id%%-*}"
 overrides=$(cat <<EOF
 {"spec": {
   "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000,
                       "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+  "nodeSelector": $node_selector, "tolerations": $tolerations, "hostNetwork": $host_network,
   "volumes": [{"name": "work", "persistentVolumeClaim": {"claimName": "$claim", "readOnly": true}}],
   "containers": [{"name": "copy", "image": "$image", "command": ["sleep", "600"],
     "volumeMounts": [{"name": "work", "mountPath": "/work", "readOnly": true}],

@@ -199,6 +199,8 @@ class LocalCluster:
         kcm = pki.issue("controller-manager", "system:kube-controller-manager")
         scheduler = pki.issue("scheduler", "system:kube-scheduler")
         pki.issue("front-proxy-client", FRONT_PROXY_CLIENT)
+        # What the API server shows a real node's kubelet for logs, exec and `kubectl cp`.
+        pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client")
         pki.service_account_keys()
         server = f"https://127.0.0.1:{self.ports.apiserver}"
         write_kubeconfig(self.kubeconfig, server, pki.ca.cert, admin, "admin")
@@ -244,6 +246,11 @@ class LocalCluster:
             f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
             f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             "--authorization-mode=Node,RBAC",
+            # A real node's kubelet (logs, exec, `kubectl cp`): at its InternalIP, with a client
+            # certificate; it serves with a self-signed certificate, as kubelets do by default.
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             f"--service-account-issuer={SA_ISSUER}",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",

@@ -15,8 +15,10 @@ signed by the controller-manager with the cluster's CA; the kubelet uses that ce
 The node: its own containerd (CRI plugin, overlayfs snapshotter, runc, cgroupfs driver, a
 loopback-only CNI network) on a socket in the run directory; the images built by
 tests.support.imagebuild imported into its `k8s.io` namespace (the pause image is its
-sandbox image); a kubelet on loopback ports with `failCgroupV1: false` (this machine's cgroups
-are v1); rancher's local-path-provisioner as a host process with the StorageClass `local-path`
+sandbox image); a kubelet with `failCgroupV1: false` (this machine's cgroups are v1), serving
+on the machine's own address (its InternalIP) to client certificates of the cluster's CA only
+(the API server's), so that `kubectl logs`, `exec` and `cp` work as on any cluster; rancher's
+local-path-provisioner as a host process with the StorageClass `local-path`
 (tests/support/localpath.py), so that PersistentVolumeClaims are provisioned for real. Pods
 that need a network here use hostNetwork (no CNI network reaches anywhere); the node is
 tainted so that only pods that tolerate it land on it. Image pulls never happen
@@ -35,6 +37,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,6 +86,18 @@ def node_tolerations() -> list[dict[str, str]]:
     return [{"key": NODE_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
 
 
+def node_address() -> str:
+    """This machine's address on its default route: the node's InternalIP (a kubelet may not
+    take a loopback one) and where its kubelet listens, so that the API server reaches it for
+    logs, exec and `kubectl cp`; loopback if there is no route (then only locally)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("203.0.113.1", 9))  # picks the route; sends nothing
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
 def containerd_root() -> Path:
     return cache_root() / "node" / "containerd"
 
@@ -127,6 +142,7 @@ class RealNode:
         self.kubelet_root = self.run_dir / "kubelet"
         self.pod_logs = self.run_dir / "pod-logs"
         self.ports: dict[str, int] = {}
+        self.address = node_address()
         self._containerd = Supervisor(
             self.run_dir / "containerd-proc", die_with_parent=die_with_parent
         )
@@ -268,8 +284,8 @@ class RealNode:
         return pid
 
     def pod_log(self, namespace: str, pod_name: str) -> str:
-        """Container logs of a pod, read from the node's log directory (the API server cannot
-        reach this kubelet: it listens on loopback only)."""
+        """Container logs of a pod, read from the node's log directory (also after the pod is
+        gone, unlike `kubectl logs`)."""
         texts = []
         for path in sorted(self.pod_logs.glob(f"{namespace}_{pod_name}_*/*/*.log")):
             texts.append(
@@ -553,7 +569,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         conf = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
-            "address": "127.0.0.1",
+            # Client certificates of the cluster's CA only (the API server's), no anonymous.
+            "address": self.address,
             "port": self.ports["kubelet"],
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
@@ -604,6 +621,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             f"--cert-dir={self.run_dir / 'kubelet-pki'}",
             f"--hostname-override={self.name}",
             f"--node-labels={NODE_LABEL}=true",
+            *([f"--node-ip={self.address}"] if self.address != "127.0.0.1" else []),
             "--v=1",
         ]
 
