@@ -173,6 +173,24 @@ def test_when_the_pod_told_moodle_itself_the_operator_does_not_again() -> None:
     assert final.message == "boom" and final.notify is None
 
 
+def test_a_pod_that_failed_for_good_is_not_said_to_be_retried() -> None:
+    # The runner reported its end and exited 1; the Job's Failed condition (pod failure
+    # policy) comes a moment later. Meanwhile no "starting another", and the final message
+    # is the runner's own line.
+    line = "attempt 7: stylesheet http://m/theme/all answered HTTP 503"
+    running = admitted({"phase": "Running", "runnerPhase": "Failed", "message": line})
+    failed = pod("Failed", exit_code=1)
+    d = decide(running, observe(job(running), [failed], []), True, NOW, SETTINGS)
+    assert d.final is None
+    assert d.patch.get("phase", "Running") == "Running"
+    assert d.patch.get("message", line) == line
+    assert cond(d.patch, "Succeeded")["reason"] == "JobFailing"
+    later = apply(running, d)
+    obs = observe(job(later, "Failed", "PodFailurePolicy"), [failed], [])
+    final = decide(later, obs, True, NOW, SETTINGS).final
+    assert final is not None and final.reason == "RunnerFailed" and final.message == line
+
+
 def test_oom_and_eviction() -> None:
     aj = admitted()
     oom = pod("Failed", exit_code=137, term_reason="OOMKilled")

@@ -20,7 +20,8 @@ from moodle_archive_job.reasons import MAX_REASON, one_line
 from ..archivejob import Phase
 from .conditions import find, is_true, parse_time, set_condition, timestamp
 from .hostcap import MOODLE_HOST_BUSY
-from .observe import Observation
+from .jobspec import PERMANENT_EXIT_CODES
+from .observe import Observation, Termination
 from .settings import OperatorSettings
 
 # Runner phases (progress.Phase) shown as the ArchiveJob's phase while the pod runs.
@@ -340,6 +341,13 @@ def _admitted(view: _View, obs: Observation, now: datetime, settings: OperatorSe
         )
         if obs.running_since and not view.status.get("startTime"):
             desired["startTime"] = timestamp(obs.running_since)
+    elif obs.last_failure is not None and _fails_the_job(obs.last_failure):
+        # No pod follows (pod failure policy): the end comes with the Job's Failed condition,
+        # a moment later. Until then the phase and the pod's own line stand.
+        phase = _RUNNER_DISPLAY.get(view.runner or "", Phase.RUNNING)
+        reason = "JobFailing"
+        message = str(view.status.get("message") or "") if view.runner else obs.last_failure.message
+        conditions = set_condition(conditions, "PodRunning", "False", reason, message, now, gen)
     else:
         phase = Phase.PENDING
         if obs.last_failure is not None:
@@ -364,6 +372,14 @@ def _admitted(view: _View, obs: Observation, now: datetime, settings: OperatorSe
         # While the pod runs, `message` is the pod's; the operator only says it started.
         desired["message"] = "the job pod is running"
     return _decision(view, desired, requeue_after=requeue)
+
+
+def _fails_the_job(last: Termination) -> bool:
+    """A pod end the Job's pod failure policy fails the Job (or its index) on: the runner's
+    own exit codes, not an eviction or a deadline."""
+    return last.reason not in ("Evicted", "DeadlineExceeded") and (
+        last.exit_code in PERMANENT_EXIT_CODES
+    )
 
 
 # --- the patch and its Events ------------------------------------------------------------------
