@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from moodle_archive_operator.archivejob import GROUP, PLURAL
 from tests.fakemoodle import FakeMoodle, Job, Quiz
@@ -106,13 +105,7 @@ def secret_exists(stack: NodeStack, obj: dict[str, Any], wait: float = 30) -> bo
 
 
 def _secret_exists(stack: NodeStack, obj: dict[str, Any]) -> bool:
-    try:
-        stack.core.read_namespaced_secret(obj["spec"]["tokenSecretName"], stack.jobs_namespace)
-    except ApiException as err:
-        if err.status == 404:
-            return False
-        raise
-    return True
+    return stack.secret_exists(obj["spec"]["tokenSecretName"])
 
 
 def can(

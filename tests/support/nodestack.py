@@ -59,6 +59,8 @@ class StackOptions:
     backoff_limit: int = 1
     timeout_seconds: int = 900
     runner_env: dict[str, str] = field(default_factory=dict)
+    # More environment of the operator (chart `operator.extraEnv`), e.g. MAO_MOODLE_REDELIVERY_*.
+    operator_env: dict[str, str] = field(default_factory=dict)
     # Attempts in flight per job pod (None: the chart's default).
     attempt_concurrency: int | None = None
     # StorageClass of the jobs' work volumes: the node's `local-path` ("" : emptyDir).
@@ -175,6 +177,7 @@ class NodeStack:
                 **placement,
                 "livenessPort": self.ports["liveness"],
                 "metricsPort": self.ports["metrics"],
+                "extraEnv": [{"name": k, "value": v} for k, v in opts.operator_env.items()],
             },
             "jobs": {
                 **placement,
@@ -290,6 +293,16 @@ class NodeStack:
         self.core.create_namespaced_secret(self.jobs_namespace, secret)
         moodle.register_job(moodle_job, job_id)
         return job_id
+
+    def secret_exists(self, name: str) -> bool:
+        """Whether a Secret of the jobs namespace (a job's token Secret) exists."""
+        try:
+            self.core.read_namespaced_secret(name, self.jobs_namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
 
     def job_pods(self, job_id: str) -> list[client.V1Pod]:
         selector = f"{GROUP}/job-id={job_id}"
