@@ -6,10 +6,10 @@
 #   cluster/build-tools.sh bin-dir   print the directory that holds (or will hold) the binaries
 #
 # Versions: cluster/versions.env (the only place they are set).
-# Binaries: $MOODLE_ARCHIVER_CACHE_DIR/k8s-<KUBERNETES_VERSION>/bin. Two groups, each reused while
-# its stamp (a hash of its lines of versions.env, its go.mod/go.sum and its build flags) matches:
-# the Kubernetes group (cluster/gomod and cluster/gomod/kwok) and local-path-provisioner
-# (cluster/gomod/localpath), so that adding or bumping the provisioner never relinks Kubernetes.
+# Binaries: $MOODLE_ARCHIVER_CACHE_DIR/k8s-<KUBERNETES_VERSION>/bin, reused while the stamp (a hash
+# of versions.env, both go.mod/go.sum and the build flags) matches.
+# A cold build first downloads every module of both wrapper modules at once (the proxy answers
+# in parallel; `go build` alone fetches lazily, a package at a time), then compiles.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,11 +23,11 @@ tools_dir="$cache_root/k8s-$KUBERNETES_VERSION"
 bin_dir="$tools_dir/bin"
 stamp_file="$tools_dir/.stamp"
 
-# Three wrapper modules: cluster/gomod (Kubernetes with its staging modules mapped to the
-# published v0.X.Y, plus etcd, Helm and crictl, whose k8s.io/* needs agree with it),
-# cluster/gomod/kwok (KWOK with the k8s.io/* versions it was released with: it does not
-# compile against the newer ones) and cluster/gomod/localpath (rancher's local-path-provisioner,
-# the dynamic PersistentVolume provisioner the real node's StorageClass `local-path` uses).
+# Two wrapper modules: cluster/gomod (Kubernetes with its staging modules mapped to the
+# published v0.X.Y, plus etcd, Helm, crictl and rancher's local-path-provisioner, the dynamic
+# PersistentVolume provisioner of the real node's StorageClass `local-path`, whose k8s.io/*
+# needs agree with it, so their shared packages compile once) and cluster/gomod/kwok (KWOK with
+# the k8s.io/* versions it was released with: it does not compile against the newer ones).
 # Each entry: <module dir relative to cluster/gomod>:<binary name>=<Go main package>
 tools=(
   ".:kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver"
@@ -38,8 +38,8 @@ tools=(
   ".:etcd=go.etcd.io/etcd/server/v3"
   ".:helm=helm.sh/helm/v3/cmd/helm"
   ".:crictl=sigs.k8s.io/cri-tools/cmd/crictl"
+  ".:local-path-provisioner=github.com/rancher/local-path-provisioner"
   "kwok:kwok=sigs.k8s.io/kwok/cmd/kwok"
-  "localpath:local-path-provisioner=github.com/rancher/local-path-provisioner"
 )
 # Each entry: <module dir>:<module>=<version that go.mod must resolve to>
 pinned_modules=(
@@ -47,12 +47,10 @@ pinned_modules=(
   ".:go.etcd.io/etcd/server/v3=$ETCD_VERSION"
   ".:helm.sh/helm/v3=$HELM_VERSION"
   ".:sigs.k8s.io/cri-tools=$CRI_TOOLS_VERSION"
+  ".:github.com/rancher/local-path-provisioner=$LOCAL_PATH_PROVISIONER_VERSION"
   "kwok:sigs.k8s.io/kwok=$KWOK_VERSION"
-  "localpath:github.com/rancher/local-path-provisioner=$LOCAL_PATH_PROVISIONER_VERSION"
 )
-module_dirs=(. kwok localpath)
-# Build groups: <name>:<module dirs, comma-separated>; each has its own stamp file.
-groups=("kubernetes:.,kwok" "localpath:localpath")
+module_dirs=(. kwok)
 
 # helpers to split the entries above
 entry_dir() { echo "${1%%:*}"; }
@@ -84,48 +82,18 @@ ldflags() {
   flags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major"
   flags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
   flags+=" -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
+  flags+=" -X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION"  # local-path-provisioner's
   echo "$flags"
 }
 
-localpath_ldflags() {
-  echo "-s -w -X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION"
-}
-
-group_ldflags() {  # group name
-  case "$1" in
-    kubernetes) ldflags ;;
-    localpath) localpath_ldflags ;;
-  esac
-}
-
-# The lines of versions.env about local-path-provisioner belong to its group's stamp only.
-is_localpath_line() { grep -qi 'local.path' <<<"$1"; }
-versions_of() {  # group name: its lines of versions.env
-  local line
-  while IFS= read -r line || [ -n "$line" ]; do
-    if is_localpath_line "$line"; then
-      [ "$1" = localpath ] && echo "$line"
-    else
-      [ "$1" = kubernetes ] && echo "$line"
-    fi
-  done <"$versions_file"
-  return 0
-}
-
-group_dirs() { local g; for g in "${groups[@]}"; do [ "${g%%:*}" = "$1" ] && echo "${g#*:}" | tr , ' '; done; }
-
-stamp() {  # group name
+stamp() {
   local dir
   {
-    versions_of "$1"
-    for dir in $(group_dirs "$1"); do cat "$gomod/$dir"/go.{mod,sum}; done
-    group_ldflags "$1"
+    cat "$versions_file"
+    for dir in "${module_dirs[@]}"; do cat "$gomod/$dir"/go.{mod,sum}; done
+    ldflags
     go version
   } | sha256sum | cut -c1-64
-}
-
-stamp_file_of() {  # the Kubernetes group keeps the stamp file it always had
-  if [ "$1" = kubernetes ]; then echo "$stamp_file"; else echo "$tools_dir/.stamp-$1"; fi
 }
 
 new_module() {  # dir, module path: start an empty go.mod (Go 1.24 language, as Kubernetes 1.34)
@@ -149,7 +117,7 @@ add_pins_and_tools() {  # dir: require the pinned modules and declare the tools 
 
 sync_gomod() {
   command -v go >/dev/null || die "go not found on PATH"
-  log "rewriting cluster/gomod/{,kwok/,localpath/}go.mod from $versions_file"
+  log "rewriting cluster/gomod/{,kwok/}go.mod from $versions_file"
   local kmod staging m
   kmod="$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
     sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
@@ -166,10 +134,8 @@ sync_gomod() {
   add_pins_and_tools .
   new_module kwok moodle-archive-operator/cluster-tools-kwok
   add_pins_and_tools kwok
-  new_module localpath moodle-archive-operator/cluster-tools-localpath
-  add_pins_and_tools localpath
   check_gomod
-  log "done: commit go.mod and go.sum of cluster/gomod, cluster/gomod/kwok and cluster/gomod/localpath"
+  log "done: commit go.mod and go.sum of cluster/gomod and cluster/gomod/kwok"
 }
 
 check_gomod() {
@@ -185,67 +151,53 @@ check_gomod() {
     die "cluster/gomod maps k8s.io/api to '$got', versions.env says $KUBERNETES_STAGING_VERSION: run \`cluster/build-tools.sh sync\`"
 }
 
-tools_of() {  # group name: "<dir>:<binary>=<package>" entries of its module dirs
-  local dir entry
-  for dir in $(group_dirs "$1"); do
-    for entry in "${tools[@]}"; do [ "$(entry_dir "$entry")" = "$dir" ] && echo "$entry"; done
-  done
-  return 0
-}
-
-group_present() {
+all_present() {
   local entry
-  for entry in $(tools_of "$1"); do [ -x "$bin_dir/$(entry_name "$entry")" ] || return 1; done
+  for entry in "${tools[@]}"; do [ -x "$bin_dir/$(entry_name "$entry")" ] || return 1; done
 }
 
-describe() {
-  case "$1" in
-    kubernetes) echo "Kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl), etcd $ETCD_VERSION, Helm $HELM_VERSION, crictl $CRI_TOOLS_VERSION, KWOK $KWOK_VERSION" ;;
-    localpath) echo "local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION" ;;
-  esac
+download_modules() {  # every module of every wrapper module, all at once
+  local dir pids=() pid start=$SECONDS
+  log "downloading the Go modules of cluster/gomod and cluster/gomod/kwok"
+  for dir in "${module_dirs[@]}"; do
+    (cd "$gomod/$dir" && go mod download) & pids+=("$!")
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || die "go mod download failed (is the Go module proxy reachable?)"; done
+  log "modules downloaded in $((SECONDS - start)) s"
 }
 
-build_group() {  # group name
-  local group="$1" want stamp_path tmp dir entry pkgs start=$SECONDS
-  want="$(stamp "$group")"
-  stamp_path="$(stamp_file_of "$group")"
-  if group_present "$group" && [ "$(cat "$stamp_path" 2>/dev/null)" = "$want" ]; then
-    log "up to date: $(describe "$group") in $bin_dir"
+build() {
+  command -v go >/dev/null || die "go not found on PATH (the build needs the Go toolchain)"
+  local want dir entry pkgs tmp start=$SECONDS
+  want="$(stamp)"
+  if all_present && [ "$(cat "$stamp_file" 2>/dev/null)" = "$want" ]; then
+    log "up to date: $bin_dir"
     return 0
   fi
-  tmp="$tools_dir/bin.tmp-$group"
+  check_gomod
+  download_modules
+  tmp="$tools_dir/bin.tmp"
   rm -rf "$tmp"; mkdir -p "$tmp"
-  log "building $(describe "$group")"
+  log "building Kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl), etcd $ETCD_VERSION, Helm $HELM_VERSION, crictl $CRI_TOOLS_VERSION, local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION, KWOK $KWOK_VERSION"
   log "into $bin_dir with $(go version | awk '{print $3}') on $(nproc) cores; a cold build takes a while"
-  for dir in $(group_dirs "$group"); do
+  for dir in "${module_dirs[@]}"; do
     pkgs=()
     for entry in "${tools[@]}"; do
       [ "$(entry_dir "$entry")" = "$dir" ] && pkgs+=("$(entry_value "$entry")")
     done
     log "go build in cluster/gomod/$dir: ${pkgs[*]}"
-    (cd "$gomod/$dir" && go build -trimpath -ldflags "$(group_ldflags "$group")" -o "$tmp/" "${pkgs[@]}")
+    (cd "$gomod/$dir" && go build -trimpath -ldflags "$(ldflags)" -o "$tmp/" "${pkgs[@]}")
   done
   # `go build -o dir/` names go.etcd.io/etcd/server/v3 after its last non-version element
   [ -f "$tmp/server" ] && mv "$tmp/server" "$tmp/etcd"
-  for entry in $(tools_of "$group"); do
+  for entry in "${tools[@]}"; do
     [ -x "$tmp/$(entry_name "$entry")" ] || die "build produced no $(entry_name "$entry") in $tmp"
   done
   mkdir -p "$bin_dir"
-  for entry in $(tools_of "$group"); do mv -f "$tmp/$(entry_name "$entry")" "$bin_dir/"; done
-  rm -rf "$tmp"
-  echo "$want" >"$stamp_path"
-  log "built in $((SECONDS - start)) s: $(tools_of "$group" | sed 's/^[^:]*:\([^=]*\)=.*/\1/' | tr '\n' ' ')"
-}
-
-build() {
-  command -v go >/dev/null || die "go not found on PATH (the build needs the Go toolchain)"
-  local g need=0
-  for g in "${groups[@]}"; do
-    g="${g%%:*}"
-    group_present "$g" && [ "$(cat "$(stamp_file_of "$g")" 2>/dev/null)" = "$(stamp "$g")" ] || need=1
-  done
-  [ "$need" = 0 ] || check_gomod
-  for g in "${groups[@]}"; do build_group "${g%%:*}"; done
+  for entry in "${tools[@]}"; do mv -f "$tmp/$(entry_name "$entry")" "$bin_dir/"; done
+  rm -rf "$tmp" "$tools_dir/.stamp-localpath"
+  echo "$want" >"$stamp_file"
+  log "built in $((SECONDS - start)) s: $(for entry in "${tools[@]}"; do entry_name "$entry"; done | tr '\n' ' ')"
 }
 
 case "${1:-build}" in
