@@ -3,7 +3,7 @@
 IMAGES_PY ?= $(VENV)/bin/python
 
 .PHONY: node-deps images images-refs
-node-deps: ## install Debian's containerd, runc, CNI plugins, debootstrap and buildah (idempotent)
+node-deps: setup ## (after setup: apt never runs twice at once) install Debian's containerd, runc, CNI plugins, debootstrap and buildah (idempotent)
 	@scripts/node-deps.sh
 
 images: setup node-deps ## build the operator, job, pause and base images locally (cached)
