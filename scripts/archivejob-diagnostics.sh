@@ -56,6 +56,7 @@ overrides=$(cat <<EOF
   "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000,
                       "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
   "nodeSelector": $node_selector, "tolerations": $tolerations, "hostNetwork": $host_network,
+  "terminationGracePeriodSeconds": 1,
   "volumes": [{"name": "work", "persistentVolumeClaim": {"claimName": "$claim", "readOnly": true}}],
   "containers": [{"name": "copy", "image": "$image", "command": ["sleep", "600"],
     "volumeMounts": [{"name": "work", "mountPath": "/work", "readOnly": true}],

@@ -109,6 +109,7 @@ def visible_text(stack: NodeStack) -> str:
 
 def assert_no_token(stack: NodeStack, *jobs: Job) -> None:
     text = visible_text(stack)
+    assert '"logger": "moodle_archive_operator' in text, "the operator's log was not read"
     for job in jobs:
         assert job.token not in text, "a Moodle token leaked into the cluster or a log"
 
