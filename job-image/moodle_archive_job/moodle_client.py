@@ -204,8 +204,19 @@ class MoodleClient:
 
     # --- retries -------------------------------------------------------------------------------
 
-    def _with_retries(self, what: str, attempt: Callable[[], T], *, retry_reads: bool = True) -> T:
-        """Run `attempt`, retrying transport errors and 5xx with exponential backoff."""
+    def _with_retries(
+        self,
+        what: str,
+        attempt: Callable[[], T],
+        *,
+        retry_reads: bool = True,
+        retry_server_errors: bool = True,
+    ) -> T:
+        """Run `attempt`, retrying transport errors and 5xx with exponential backoff.
+
+        `retry_reads=False`: a request that was sent but not answered in time is not sent
+        again; `retry_server_errors=False`: nor one answered 5xx (a proxy's 502/504 may
+        come while PHP goes on and does the work)."""
         delay = self.backoff_sec
         started = time.monotonic()
         for round_ in range(self.retries + 1):
@@ -223,7 +234,7 @@ class MoodleClient:
                     extra={"fields": {"call": what, "retry_in_sec": delay, "error": cause}},
                 )
             except MoodleServerError as exc:
-                if last:
+                if last or not retry_server_errors:
                     raise
                 log.warning("Moodle server error, retrying",
                             extra={"fields": {"call": what, "retry_in_sec": delay,
@@ -291,7 +302,9 @@ class MoodleClient:
         if retries is not None:
             self.retries = retries
         try:
-            data = self._with_retries(function, attempt, retry_reads=idempotent)
+            data = self._with_retries(
+                function, attempt, retry_reads=idempotent, retry_server_errors=idempotent
+            )
         finally:
             self.retries = saved
         _raise_if_moodle_error(function, data)

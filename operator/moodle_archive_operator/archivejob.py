@@ -46,6 +46,9 @@ LABEL_ARCHIVEJOB_UID = f"{GROUP}/archivejob-uid"
 ANNOTATION_ARCHIVEJOB = f"{GROUP}/archivejob"
 # On token Secrets: the DeliveryFacts, JSON.
 ANNOTATION_DELIVERY = f"{GROUP}/moodle-delivery"
+# On token Secrets whose ArchiveJob is gone: what is owed and how far its delivery got, JSON
+# (written by the operator, so that a restarted one keeps the backoff schedule).
+ANNOTATION_DELIVERY_STATE = f"{GROUP}/moodle-delivery-state"
 APP_NAME = "moodle-archiver"
 PART_OF = "moodle-archive-operator"
 SECRET_TOKEN_KEY = "token"  # noqa: S105 - the key name, not a secret
@@ -166,6 +169,15 @@ class ShardStatus(_Crd):
     attempts_rerendered: int | None = Field(default=None, ge=0)
 
 
+class WorkVolumeCreate(_Crd):
+    """Failed tries to create a waiting job's work volume claim (controller/claimtrouble.py)."""
+
+    attempts: int | None = Field(default=None, ge=1)
+    first_failure: datetime | None = None
+    last_failure: datetime | None = None
+    message: str | None = None
+
+
 class ArchiveJobStatus(_Crd):
     phase: Phase | None = None
     progress: int | None = Field(default=None, ge=0, le=100)
@@ -195,6 +207,7 @@ class ArchiveJobStatus(_Crd):
     artifact: Artifact | None = None
     # The job's PersistentVolumeClaim (absent: an emptyDir) and its number of pods.
     work_volume: str | None = None
+    work_volume_create: WorkVolumeCreate | None = None
     shard_count: int | None = Field(default=None, ge=1)
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)

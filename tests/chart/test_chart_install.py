@@ -145,6 +145,7 @@ OPERATOR_ALLOWED = [
     ("create", "persistentvolumeclaims", "", ""),
     ("delete", "persistentvolumeclaims", "", ""),
     ("get", "secrets", "", ""),
+    ("patch", "secrets", "", ""),
     ("delete", "secrets", "", ""),
     ("create", "events", "", ""),
 ]

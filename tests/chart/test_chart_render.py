@@ -134,7 +134,8 @@ def test_operator_env_is_operator_settings(tmp_path: Path, monkeypatch: pytest.M
         },
         "admission": {"maxRendersPerMoodleHost": 12},
         "kubernetesApi": {"host": "127.0.0.1", "port": 6443},
-        "operator": {"metricsPort": 9191},
+        "operator": {"metricsPort": 9191,
+                     "moodleRedelivery": {"baseSeconds": 2.5, "maxSeconds": 600}},
     }
     docs = render(values, tmp=tmp_path)
     env = container_env(find(docs, "Deployment", "-operator"))
@@ -166,6 +167,7 @@ def test_operator_env_is_operator_settings(tmp_path: Path, monkeypatch: pytest.M
         None, "1Gi", "8Mi",
     )  # fmt: skip
     assert (s.shards_max, s.shards_attempts_per_shard) == (4, 50)
+    assert (s.moodle_redelivery_base_sec, s.moodle_redelivery_max_sec) == (2.5, 600)
     labels = find(docs, "Namespace")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"  # host network
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
@@ -208,6 +210,7 @@ def test_without_allow_list_the_install_fails_with_the_reason() -> None:
         ("jobs.shards.max=0", "max"),
         ("admission.maxRendersPerMoodleHost=-1", "maxRendersPerMoodleHost"),
         ("jobs.pdfaMode=relaxed", "pdfamode"),
+        ("operator.moodleRedelivery.baseSeconds=0", "baseSeconds"),
     ],
 )
 def test_schema_refuses_bad_values(setting: str, message: str) -> None:

@@ -91,7 +91,8 @@ redacted as ``<redacted:HASH>``), ``token_hash``, ``token_valid``, ``http_status
 Faults (:class:`FaultConfig`, also ``FakeMoodle(faults=...)``)
 ---------------------------------------------------------------
 ``set_latency(target, seconds)`` / ``latency[target]`` / ``report_latency``;
-``fail_next(target, n=1, status=500)``; ``down("refuse" | "hang")`` / ``up()``;
+``fail_next(target, n=1, status=500)``; ``lose_answer_next(target, n=1, status=504)`` (processed,
+then an error page instead of the answer); ``down("refuse" | "hang")`` / ``up()``;
 ``attachment_bad_hash``; ``attachment_oversize_bytes``; ``max_upload_bytes`` (per-file
 ``fileoversized``); ``upload_max_filesize`` (PHP ini error); ``post_max_size`` (PHP drops the
 POST: ``missingparam``); ``mathjax`` = ``"never_ready"`` | ``"hang"`` | ``"missing"``;

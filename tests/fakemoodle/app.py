@@ -327,6 +327,11 @@ class FakeMoodleApp:
                 exc.rest_xml(debug), media_type="application/xml", headers=_REST_HEADERS
             )
         record.response_status = result.get("status")
+        lost = self.faults.take_lost_answer(targets)
+        if lost is not None:  # done, but the caller gets an error page instead of the result
+            record.fault = f"lost-answer:{lost.status}"
+            return Response(_error_page(lost.status), status_code=lost.status,
+                            media_type="text/html")  # fmt: skip
         if fmt == "json":
             body = json_encode(result) + trailer
             record.bytes_out = len(body)

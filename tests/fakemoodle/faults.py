@@ -41,7 +41,9 @@ class FaultConfig:
       ``report_latency``: shortcut for ``latency["report"]``.
     HTTP failures:
       ``fail_next(target, n, status=500, after=0)``: the next ``n`` matching requests (after
-      ``after`` more) get that status with an HTML error page instead of being processed.
+      ``after`` more) get that status with an HTML error page instead of being processed;
+      ``lose_answer_next(target, n, status=504)``: the next ``n`` matching web service calls
+      are processed, then answered with that status (a proxy that timed out while PHP went on).
     Availability:
       ``down(mode="refuse")`` stops the listener (connections refused), ``down(mode="hang")``
       accepts connections but never answers; ``up()`` restores service on the same port.
@@ -68,6 +70,7 @@ class FaultConfig:
     mathjax: str | None = None
     login_redirect: bool = False
     _failures: dict[str, list[HttpFailure]] = field(default_factory=dict, repr=False)
+    _lost: dict[str, list[HttpFailure]] = field(default_factory=dict, repr=False)
     _down: DownMode | None = field(default=None, repr=False)
     _on_down: Callable[[DownMode | None], None] | None = field(default=None, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -103,10 +106,22 @@ class FaultConfig:
         with self._lock:
             self._failures.setdefault(target, []).append(HttpFailure(status, n, body, after))
 
-    def take_failure(self, targets: Sequence[str]) -> HttpFailure | None:
+    def lose_answer_next(self, target: str, n: int = 1, status: int = 504) -> None:
+        """Process the next ``n`` web service calls matching ``target``, then answer them with
+        HTTP ``status`` instead of their result (the caller cannot know it worked)."""
+        with self._lock:
+            self._lost.setdefault(target, []).append(HttpFailure(status, n))
+
+    def take_lost_answer(self, targets: Sequence[str]) -> HttpFailure | None:
+        return self.take_failure(targets, self._lost)
+
+    def take_failure(
+        self, targets: Sequence[str], queues: dict[str, list[HttpFailure]] | None = None
+    ) -> HttpFailure | None:
+        queues = self._failures if queues is None else queues
         with self._lock:
             for target in (*targets, "*"):
-                queue = self._failures.get(target)
+                queue = queues.get(target)
                 while queue:
                     failure = queue[0]
                     if failure.remaining <= 0:
@@ -124,6 +139,7 @@ class FaultConfig:
         with self._lock:
             self.latency.clear()
             self._failures.clear()
+            self._lost.clear()
             self.attachment_bad_hash = False
             self.attachment_oversize_bytes = None
             self.max_upload_bytes = None

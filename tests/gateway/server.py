@@ -19,6 +19,11 @@ from types import TracebackType
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# This checkout's packages ahead of the venv's (an editable install of another checkout,
+# such as a git worktree's main, would otherwise be what the process runs).
+SOURCE_PATH = os.pathsep.join(
+    str(REPO_ROOT / part) for part in ("job-image", "operator", "")
+).rstrip(os.pathsep)
 
 
 def _die_with_parent() -> None:
@@ -52,7 +57,7 @@ class GatewayProcess:
             "MAO_GATEWAY_HOST": "127.0.0.1",
             "MAO_GATEWAY_PORT": str(self.port),
             "MAO_LOG_LEVEL": "DEBUG",
-            "PYTHONPATH": str(REPO_ROOT),
+            "PYTHONPATH": SOURCE_PATH,
             **env,
         }
         self.env.pop("KUBERNETES_SERVICE_HOST", None)

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from tests.gateway.server import REPO_ROOT, GatewayProcess, free_port
+from tests.gateway.server import REPO_ROOT, SOURCE_PATH, GatewayProcess, free_port
 
 KWOK = "kwok.moodlearchiver.io"
 
@@ -39,7 +39,7 @@ class OperatorProcess(GatewayProcess):
             "MAO_JOB_IMAGE": "moodle-archive-job:test",
             "MAO_HOUSEKEEPING_INTERVAL_SEC": "2",
             "MAO_RESYNC_INTERVAL_SEC": "5",
-            "PYTHONPATH": str(REPO_ROOT),
+            "PYTHONPATH": SOURCE_PATH,
         }
         for name, value in env.items():
             self.env[name] = value if isinstance(value, str) else json.dumps(value)

@@ -145,6 +145,60 @@ def test_a_work_volume_that_cannot_be_bound_is_named(harness: Harness) -> None:
     )  # fmt: skip
 
 
+def admitted_reason(h: Harness, name: str, reason: str) -> dict[str, Any] | None:
+    conditions = ((h.archivejob(name) or {}).get("status") or {}).get("conditions") or []
+    cond = next((c for c in conditions if c["type"] == "Admitted"), None)
+    return cond if cond and cond["reason"] == reason else None
+
+
+def assert_failed_and_moodle_told(h: Harness, aj: dict[str, Any], reason: str) -> str:
+    name = aj["metadata"]["name"]
+    final = h.wait_phase(name, timeout=60)
+    status = final["status"]
+    assert (status["phase"], h.condition(final, "Succeeded")["reason"]) == ("Failed", reason)
+    eventually(lambda: h.moodle.job(aj["spec"]["jobId"]).status_name == "FAILED", timeout=30,
+               what="Moodle told FAILED")  # fmt: skip
+    h.wait_gone("Secret", aj["spec"]["tokenSecretName"])
+    told = h.condition(h.archivejob(name), "MoodleNotified")
+    assert (told["status"], told["reason"]) == ("True", "Delivered"), told
+    assert h.job(name) is None
+    return str(status["message"])
+
+
+def test_a_work_volume_refused_by_a_quota_is_retried_then_fails_with_moodle_told(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.core.create_namespaced_resource_quota(h.namespace, {
+        "metadata": {"name": "no-volumes"}, "spec": {"hard": {"persistentvolumeclaims": "0"}},
+    })  # fmt: skip
+    eventually(lambda: (h.core.read_namespaced_resource_quota("no-volumes", h.namespace)
+                        .status.hard), timeout=30, what="the quota counted")  # fmt: skip
+    h.operator(MAO_WORK_VOLUME_STORAGE_CLASS="standard", MAO_PENDING_TIMEOUT_SEC="12",
+               MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER)  # fmt: skip
+    aj, _ = h.submit()
+    name = aj["metadata"]["name"]
+    held = eventually(lambda: admitted_reason(h, name, "WorkVolumeCreateFailed"), timeout=30,
+                      what="the refused claim shown")  # fmt: skip
+    assert f"the work volume {name}-work (StorageClass standard" in held["message"], held
+    assert "exceeded quota: no-volumes" in held["message"] and "try 2 in" in held["message"]
+    assert h.archivejob(name)["status"]["phase"] == "Queued"
+    message = assert_failed_and_moodle_told(h, aj, "WorkVolumeCreateFailed")
+    assert "exceeded quota: no-volumes" in message and "times in" in message, message
+
+
+def test_a_work_volume_the_api_finds_invalid_fails_at_once_with_moodle_told(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.operator(MAO_WORK_VOLUME_STORAGE_CLASS="Not_A_Class", MAO_JOB_POD_ANNOTATIONS=RUN_FOREVER)
+    aj, _ = h.submit()
+    message = assert_failed_and_moodle_told(h, aj, "WorkVolumeCreateFailed")
+    assert message.startswith(f"the work volume {aj['metadata']['name']}-work (StorageClass "
+                              "Not_A_Class"), message  # fmt: skip
+    assert "is invalid" in message and "times in" not in message, message
+
+
 def test_a_busy_moodle_host_holds_back_only_its_own_jobs(harness: Harness) -> None:
     h = harness
     h.operator(
@@ -168,3 +222,37 @@ def test_a_busy_moodle_host_holds_back_only_its_own_jobs(harness: Harness) -> No
     h.patch_spec(first, {"cancelRequested": True})
     h.wait_phase(first, ("Cancelled",))
     h.wait_phase(second, ("Running",), timeout=60)
+
+
+def test_a_cancelled_jobs_pods_count_against_its_host_until_they_are_gone(
+    harness: Harness,
+) -> None:
+    """Cancelled, the first job no longer holds a slot, but its pod takes 10 s to stop (a
+    runner in its grace period may still be talking to Moodle): the second job of the same
+    Moodle waits for the pod to be gone."""
+    h = harness
+    h.operator(
+        MAO_MAX_PARALLEL_JOBS="4",
+        MAO_JOB_ATTEMPT_CONCURRENCY="3",
+        MAO_MAX_RENDERS_PER_MOODLE_HOST="5",
+        MAO_JOB_POD_ANNOTATIONS={**RUN_FOREVER, f"{KWOK}/terminate-duration": "10s"},
+    )
+    first = submit_for(h, "https://a.example.org")
+    h.wait_phase(first, ("Running",))
+    h.patch_spec(first, {"cancelRequested": True})
+    h.wait_phase(first, ("Cancelled",))
+    assert eventually(lambda: [p for p in h.pods(first) if p.metadata.deletion_timestamp],
+                      timeout=10, what="the first job's pod stopping")  # fmt: skip
+    second = submit_for(h, "https://a.example.org")
+
+    def held_back() -> dict[str, Any] | None:
+        conditions = ((h.archivejob(second) or {}).get("status") or {}).get("conditions") or []
+        cond = next((c for c in conditions if c["type"] == "Admitted"), None)
+        return cond if cond and cond["reason"] == "MoodleHostBusy" else None
+
+    admitted = eventually(held_back, timeout=10, what="the second job held back by its host")
+    assert "3 of 5 renders in use" in admitted["message"], admitted
+    assert any(p.status.phase == "Running" for p in h.pods(first))  # still stopping
+    assert h.job(second) is None
+    h.wait_phase(second, ("Running",), timeout=60)
+    assert not [p for p in h.pods(first) if p.status.phase == "Running"]

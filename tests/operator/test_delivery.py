@@ -212,3 +212,31 @@ def test_final_archivejobs_that_owe_nothing_say_so(status: dict[str, Any], reaso
     assert outcome is not None and outcome.closed
     assert find(outcome.patch["conditions"], "MoodleNotified")["reason"] == reason
     assert settled(apply(aj, outcome.patch), T0) is None  # written once
+
+
+@pytest.mark.parametrize("answer", ["invalidtoken", "E_NO_ARTIFACT_UPLOAD_EXPECTED",
+                                    "E_NO_UPLOAD_EXPECTED"])  # fmt: skip
+def test_a_processing_call_answered_already_final_means_moodle_has_the_archive(
+    answer: str,
+) -> None:
+    """Moodle deletes the token when it stores an archive: a redelivered processing call
+    that finds the job over follows one whose answer was lost on the way back."""
+    uploaded = "the archive was uploaded, but asking Moodle to process it failed"
+    aj = owing("FINISHED", pendingArtifact=ARTIFACT.model_dump(by_alias=True), message=uploaded)
+    outcome = attempted(aj, Duty.of(aj), answer, T0, BACKOFF)
+    assert outcome.closed
+    status = apply(aj, outcome.patch)["status"]
+    assert status["phase"] == "Succeeded" and status["moodleStatus"] == "FINISHED"
+    assert "pendingArtifact" not in status and "pendingMoodleStatus" not in status
+    assert find(status["conditions"], "Succeeded")["status"] == "True"
+    assert find(status["conditions"], "Uploaded")["status"] == "True"
+    cond = find(status["conditions"], "MoodleNotified")
+    assert (cond["status"], cond["reason"]) == ("True", "AlreadyFinal")
+    assert "already processed the archive" in status["message"] and answer in status["message"]
+    assert "\n" not in status["message"] and len(status["message"]) <= 300
+
+
+def test_a_status_answered_already_final_leaves_the_phase_as_it_was() -> None:
+    aj = owing("FAILED")
+    status = apply(aj, attempted(aj, Duty.of(aj), "invalidtoken", T0, BACKOFF).patch)["status"]
+    assert status["phase"] == "Failed" and "moodleStatus" not in status

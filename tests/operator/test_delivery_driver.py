@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import hashlib
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,8 +15,11 @@ from typing import Any
 
 import pytest
 
+from moodle_archive_job.final_status import PendingArtifact
+from moodle_archive_job.moodle_client import UploadedFile
 from moodle_archive_job.request_parsing import detect_protocol, parse_archive_request
 from moodle_archive_operator.archivejob import (
+    ANNOTATION_DELIVERY_STATE,
     build_archivejob,
     build_token_secret,
     new_job_id,
@@ -28,6 +33,7 @@ from moodle_archive_operator.controller.reconciler import Reconciler
 from moodle_archive_operator.controller.settings import OperatorSettings
 from moodle_archive_operator.controller.workqueue import WorkQueue
 from tests.fakemoodle import FakeMoodle, Job
+from tests.fakemoodle.testing import WsClient
 
 
 class MemoryKube:
@@ -63,6 +69,13 @@ class MemoryKube:
     async def patch_labels(self, kind: str, name: str, labels: dict[str, str | None]) -> None:
         if name in self.archivejobs:
             self.archivejobs[name]["metadata"].setdefault("labels", {}).update(labels)
+
+    async def patch_annotations(
+        self, kind: str, name: str, annotations: dict[str, str | None]
+    ) -> None:
+        assert kind == "Secret"
+        if name in self.secrets:
+            self.secrets[name]["metadata"].setdefault("annotations", {}).update(annotations)
 
     async def delete(self, kind: str, name: str, propagation: str = "Background") -> bool:
         store = self.archivejobs if kind == "ArchiveJob" else self.secrets
@@ -102,15 +115,22 @@ class World:
         self.kube = MemoryKube()
         self.clock = Clock()
         self.queue = WorkQueue()
-        settings = OperatorSettings(moodle_notify_timeout_sec=5)
-        metrics = OperatorMetrics()
+        self.settings = OperatorSettings(moodle_notify_timeout_sec=5)
+        self.metrics = OperatorMetrics()
         self.reconciler = Reconciler(
-            self.kube, settings, metrics, self.queue, lambda: None, self.clock  # type: ignore[arg-type]
+            self.kube, self.settings, self.metrics, self.queue, lambda: None, self.clock  # type: ignore[arg-type]
         )
-        self.orphans = OrphanedTokens(
-            self.kube, settings, metrics, self.reconciler.post_events,  # type: ignore[arg-type]
+        self.orphans = self.operator()
+
+    def operator(self) -> OrphanedTokens:
+        """The orphan handler of an operator process (a new one: a restart)."""
+        return OrphanedTokens(
+            self.kube, self.settings, self.metrics, self.reconciler.post_events,  # type: ignore[arg-type]
             Backoff(), self.clock,
         )  # fmt: skip
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
 
     def submit(
         self, timeout: int = 3600, register: bool = True, **status: Any
@@ -135,6 +155,11 @@ class World:
         if register:
             self.moodle.register_job(moodle_job, job_id)
         return aj, moodle_job
+
+    def orphan(self, aj: dict[str, Any]) -> dict[str, Any]:
+        """Delete the ArchiveJob; its token Secret's metadata, as housekeeping lists it."""
+        del self.kube.archivejobs[aj["metadata"]["name"]]
+        return {"metadata": self.kube.secrets[aj["spec"]["tokenSecretName"]]["metadata"]}
 
     def settle(self, name: str) -> dict[str, Any]:
         asyncio.run(self.reconciler.settle(self.kube.archivejobs[name]))
@@ -200,24 +225,23 @@ def test_a_job_the_pod_told_moodle_itself_needs_nothing(moodle: FakeMoodle) -> N
 def test_deleted_live_archivejob_tells_moodle_failed_once(moodle: FakeMoodle) -> None:
     w = World(moodle)
     aj, job = w.submit(phase="Queued")
-    name, secret_name = aj["metadata"]["name"], aj["spec"]["tokenSecretName"]
-    del w.kube.archivejobs[name]
-    secret = {"metadata": w.kube.secrets[secret_name]["metadata"]}
-    w.orphans.adopt(aj, secret)
+    secret_name = aj["spec"]["tokenSecretName"]
+    secret = w.orphan(aj)
+    asyncio.run(w.orphans.adopt(aj, secret))
     assert asyncio.run(w.orphans.visit(secret)) is True
     assert job.status == "FAILED" and secret_name not in w.kube.secrets
     failed = [s for s, _ in job.statusextras_history if s == "FAILED"]
     assert failed == ["FAILED"]
     event = w.kube.events[-1]
-    assert event["reason"] == "MoodleNotified" and event["involvedObject"]["name"] == name
+    assert event["reason"] == "MoodleNotified"
+    assert event["involvedObject"]["name"] == aj["metadata"]["name"]
 
 
 def test_orphaned_token_found_by_housekeeping_waits_for_moodle(moodle: FakeMoodle) -> None:
     w = World(moodle)
     aj, job = w.submit(phase="Running")
-    name, secret_name = aj["metadata"]["name"], aj["spec"]["tokenSecretName"]
-    del w.kube.archivejobs[name]
-    secret = {"metadata": w.kube.secrets[secret_name]["metadata"]}
+    secret_name = aj["spec"]["tokenSecretName"]
+    secret = w.orphan(aj)
     moodle.faults.down("refuse")
     assert asyncio.run(w.orphans.visit(secret)) is False  # tried, kept
     assert asyncio.run(w.orphans.visit(secret)) is False  # waits (not tried again)
@@ -242,9 +266,76 @@ def test_an_orphaned_token_of_a_job_moodle_never_registered_is_dropped(moodle: F
     w = World(moodle)
     aj, moodle_job = w.submit(register=False)
     secret_name = aj["spec"]["tokenSecretName"]
-    del w.kube.archivejobs[aj["metadata"]["name"]]
-    secret = {"metadata": w.kube.secrets[secret_name]["metadata"]}
+    secret = w.orphan(aj)
     assert asyncio.run(w.orphans.visit(secret)) is True
     assert w.kube.events[-1]["reason"] == "MoodleUnknownJob"
     assert secret_name not in w.kube.secrets
     assert moodle_job.token_valid and moodle_job.status is None
+
+
+def test_an_orphans_backoff_survives_an_operator_restart(moodle: FakeMoodle) -> None:
+    w = World(moodle)
+    aj, job = w.submit(phase="Running")
+    secret_name = aj["spec"]["tokenSecretName"]
+    secret = w.orphan(aj)
+    moodle.faults.down("refuse")
+    assert asyncio.run(w.orphans.visit(secret)) is False  # try 1, recorded on the Secret
+    annotations = w.kube.secrets[secret_name]["metadata"]["annotations"]
+    state = json.loads(annotations[ANNOTATION_DELIVERY_STATE])
+    assert (state["status"], state["attempts"]) == ("FAILED", 1)
+    assert state["nextAttempt"] > state["lastAttempt"]
+    restarted = w.operator()
+    w.clock.now += timedelta(seconds=3)  # within the first backoff (5 s +- 20 %)
+    assert asyncio.run(restarted.visit(secret)) is False
+    assert sum(e["reason"] == "MoodleNotifyFailed" for e in w.kube.events) == 1  # no new try
+    moodle.faults.up()
+    w.clock.now += timedelta(seconds=5)
+    assert asyncio.run(restarted.visit(secret)) is True
+    assert job.status == "FAILED" and secret_name not in w.kube.secrets
+
+
+def upload_archive_to_draft(moodle: FakeMoodle, job: Job) -> PendingArtifact:
+    """What a runner leaves when its processing call got no answer: a draft file."""
+    content = b"PK\x05\x06" + bytes(18)  # an empty ZIP
+    answer = WsClient(moodle, job.token).upload(content, filename="archive.zip")
+    assert answer.status_code == 200, answer.text
+    return PendingArtifact.of(UploadedFile.model_validate(answer.json()[0]),
+                              hashlib.sha256(content).hexdigest())  # fmt: skip
+
+
+def test_a_deleted_archivejob_owing_processing_gets_it_after_a_restart(
+    moodle: FakeMoodle,
+) -> None:
+    """A processing call owed by a deleted ArchiveJob stays a processing call (not FAILED)
+    for the next operator: the artifact is recorded on the Secret."""
+    w = World(moodle)
+    aj, job = w.submit(phase="Failed", runnerPhase="Failed")
+    artifact = upload_archive_to_draft(moodle, job)
+    pending = artifact.model_dump(by_alias=True, exclude_none=True)
+    aj["status"].update(pendingMoodleStatus="FINISHED", pendingArtifact=pending)
+    secret = w.orphan(aj)
+    asyncio.run(w.orphans.adopt(aj, secret))
+    assert asyncio.run(w.operator().visit(secret)) is True
+    assert job.status_name == "FINISHED" and job.artifact is not None
+    assert w.kube.events[-1]["reason"] == "MoodleNotified"
+
+
+def test_redeliveries_pending_and_given_up_are_counted(moodle: FakeMoodle) -> None:
+    w = World(moodle)
+    aj, _ = w.submit(timeout=60, phase="TimedOut", pendingMoodleStatus="TIMEOUT")
+    moodle.faults.down("refuse")
+    w.settle(aj["metadata"]["name"])
+    w.clock.now += timedelta(seconds=120)  # past the token's deadline
+    w.settle(aj["metadata"]["name"])
+    given_up = "moodle_archiver_operator_moodle_deliveries_abandoned_total"
+    assert w.metric(given_up, status="TIMEOUT", reason="TokenExpired") == 1
+    refused, _ = w.submit(phase="Failed", pendingMoodleStatus="FAILED")
+    _, other = w.submit()  # a token Moodle knows, of another job: E_ACCESS_DENIED
+    w.kube.secrets[refused["spec"]["tokenSecretName"]]["data"]["token"] = base64.b64encode(
+        other.token.encode()).decode()  # fmt: skip
+    moodle.faults.up()
+    w.settle(refused["metadata"]["name"])
+    assert notified(w.kube.archivejobs[refused["metadata"]["name"]]) == ("False", "Refused")
+    assert w.metric(given_up, status="FAILED", reason="Refused") == 1
+    exposition = "".join(str(m) for m in w.metrics.registry.collect())
+    assert other.token not in exposition

@@ -6,8 +6,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from moodle_archive_operator.archivejob import ANNOTATION_ARCHIVEJOB
 from moodle_archive_operator.controller.decide import decide
-from moodle_archive_operator.controller.hostcap import moodle_host, plan_host_admission
+from moodle_archive_operator.controller.hostcap import (
+    ANNOTATION_MOODLE_HOST,
+    lingering_renders,
+    moodle_host,
+    plan_host_admission,
+)
+from moodle_archive_operator.controller.jobspec import build_job
 from moodle_archive_operator.controller.queueing import plan_admission
 from tests.operator.objects import T0, archivejob, stamp
 from tests.operator.test_builders import settings
@@ -104,3 +111,31 @@ def test_a_held_back_job_is_queued_with_the_reason() -> None:
     assert [e.reason for e in decision.events] == ["MoodleHostBusy"]
     plain = decide(aj, None, True, T0 + timedelta(seconds=5), settings())
     assert plain.patch["message"] == "waiting for a free slot"
+
+
+def pod_of(owner: str, host: str | None) -> dict[str, Any]:
+    annotations = {ANNOTATION_ARCHIVEJOB: owner}
+    if host is not None:
+        annotations[ANNOTATION_MOODLE_HOST] = host
+    return {"metadata": {"name": f"{owner}-x", "annotations": annotations}}
+
+
+def test_job_pods_say_which_moodle_host_they_render_from() -> None:
+    aj = at("HTTPS://A.example.org/moodle/", 0)
+    template = build_job(aj, settings())["spec"]["template"]
+    assert template["metadata"]["annotations"][ANNOTATION_MOODLE_HOST] == moodle_host(aj)
+
+
+def test_pods_still_stopping_count_until_they_are_gone() -> None:
+    """A cancelled (or finished, or deleted) job no longer holds a slot, but its pods that
+    have not terminated still load its Moodle: they count, each with its concurrency."""
+    host_a = moodle_host(at(A, 0))
+    pods = [pod_of("cancelled", host_a), pod_of("running", host_a), pod_of("old", None)]
+    stopping = lingering_renders(pods, ["running"], per_pod=3)
+    assert stopping == {host_a: 3}  # the running job counts by its slot; no host: unknown
+    running = [at(A, -1)]
+    waiting = [at(A, 1)]
+    held = plan_host_admission(waiting, running, 4, 8, renders(3), stopping)
+    assert held.admit == [] and "6 of 8 renders in use" in held.busy[names(waiting)[0]]
+    gone = plan_host_admission(waiting, running, 4, 8, renders(3), {})  # the pod is gone
+    assert names(gone.admit) == names(waiting)

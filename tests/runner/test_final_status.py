@@ -98,3 +98,20 @@ def test_processing_whose_answer_was_lost_is_not_processed_twice(
     answer = redeliver(moodle, job, result.jobid, artifact)
     assert verdict(answer) is Verdict.ALREADY_FINAL, answer
     assert [s for s, _ in job.statusextras_history].count("FINISHED") == 1
+
+
+def test_processing_answered_by_a_proxy_error_after_moodle_did_it_is_not_sent_again(
+    moodle: FakeMoodle, tmp_path: Path
+) -> None:
+    """A 504 may come while PHP goes on: the call is not repeated (it would find the token
+    gone and fail a job whose archive Moodle has); the operator redelivers it instead."""
+    job = moodle.create_job(moodle.create_quiz(attempts=1, with_formulas=False), backups=())
+    moodle.faults.lose_answer_next(PROCESS, status=504)
+    result = run_fake_job(moodle, job, fast_settings(tmp_path, moodle_retries=3))
+    assert result.outcome.phase is Phase.FAILED
+    told, pending, artifact = last_pending(result)
+    assert (told, pending) == (None, "FINISHED") and artifact is not None
+    assert job.status == "FINISHED" and job.artifact is not None
+    assert [c.fault for c in moodle.ws_calls(PROCESS)] == ["lost-answer:504"]
+    answer = redeliver(moodle, job, result.jobid, artifact)
+    assert verdict(answer) is Verdict.ALREADY_FINAL, answer

@@ -81,6 +81,17 @@ def test_fail_next_gives_http_errors_then_recovers(moodle: FakeMoodle, job) -> N
     assert requests.get(url, params={"token": job.token}, timeout=10).status_code == 200
 
 
+def test_a_lost_answer_is_processed_but_answered_with_an_error(moodle: FakeMoodle, job) -> None:  # type: ignore[no-untyped-def]
+    moodle.faults.lose_answer_next("quiz_archiver_update_job_status", status=504)
+    client = WsClient(moodle, job.token)
+    answer = client.raw("quiz_archiver_update_job_status", {"jobid": JOBID, "status": "FAILED"})
+    assert answer.status_code == 504 and "FAILED" not in answer.text
+    assert moodle.job(JOBID).status_name == "FAILED" and not moodle.job(JOBID).token_valid
+    assert moodle.ws_calls()[-1].fault == "lost-answer:504"
+    again = client.raw("quiz_archiver_update_job_status", {"jobid": JOBID, "status": "FAILED"})
+    assert again.status_code == 200 and again.json()["errorcode"] == "invalidtoken"
+
+
 def test_down_refuse_and_up_on_the_same_port(moodle: FakeMoodle, job) -> None:  # type: ignore[no-untyped-def]
     client = WsClient(moodle, job.token)
     moodle.faults.down()

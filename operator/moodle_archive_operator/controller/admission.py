@@ -2,7 +2,8 @@
 
 Each round lists live ArchiveJobs and our Jobs from the API server (so a restarted
 operator counts right), plans with `plan_admission` (slots) and `plan_host_admission`
-(renders per Moodle host), and admits: under the ArchiveJob's lock it re-reads it,
+(renders per Moodle host, with a cap also of pods of ended jobs still stopping), and
+admits: under the ArchiveJob's lock it re-reads it,
 checks its token Secret exists, plans its layout (work volume, shards), creates the
 ServiceAccount, Role, RoleBinding, task ConfigMap, the work volume's PVC and finally
 the Job (all owned by the ArchiveJob, all idempotent by name) and marks it Admitted.
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 from moodle_archive_job.moodle_api import JobStatus
 
 from ..archivejob import LABEL_FINISHED, Phase
+from . import claimtrouble
 from .children import (
     build_role,
     build_role_binding,
@@ -35,7 +37,7 @@ from .children import (
 )
 from .conditions import parse_time, utc_now
 from .decide import EventSpec, Final, admitted_patch, finish_now
-from .hostcap import plan_host_admission
+from .hostcap import ALIVE_PODS, lingering_renders, plan_host_admission
 from .jobspec import build_job
 from .kube import Kube, KubeError
 from .layout import JobLayout, plan_layout, recorded_shards
@@ -45,7 +47,7 @@ from .queueing import is_admitted, is_final, plan_admission
 from .reconciler import Reconciler, _owned_by
 from .settings import OperatorSettings
 from .workqueue import KeyedLocks, WorkQueue
-from .workvolume import build_work_volume_claim
+from .workvolume import WorkVolume, build_work_volume_claim
 
 log = logging.getLogger("moodle_archive_operator.operator")
 
@@ -117,9 +119,11 @@ class Admitter:
     async def round(self) -> int:
         """One admission round; returns how many ArchiveJobs it admitted."""
         began = time.monotonic()
-        archivejobs, jobs = await asyncio.gather(
+        cap = self.settings.max_renders_per_moodle_host
+        archivejobs, jobs, pods = await asyncio.gather(
             self.kube.list("ArchiveJob", label_selector=LIVE_SELECTOR),
             self.kube.list("Job", label_selector=CHILD_SELECTOR),
+            self._alive_pods() if cap > 0 else _nothing(),
         )
         plan = plan_admission(archivejobs, jobs, self.settings.max_parallel_jobs)
         self.metrics.queue_length.set(len(plan.waiting))
@@ -129,14 +133,16 @@ class Admitter:
             for aj in archivejobs
             if not is_final(aj)
         )
+        now = self.clock()
+        # A job whose work volume was refused waits for its next try; later ones go ahead.
+        due = [aj for aj in plan.waiting if not claimtrouble.retry_in(aj, now)]
         live = {str(aj["metadata"]["name"]): aj for aj in archivejobs}
-        hosts = plan_host_admission(
-            plan.waiting,
-            [live[name] for name in sorted(plan.holders) if name in live],
-            plan.free,
-            self.settings.max_renders_per_moodle_host,
-            self.renders,
-        )
+        counted = [live[name] for name in sorted(plan.holders) if name in live]
+        stopping = lingering_renders(
+            pods, (str(aj["metadata"]["name"]) for aj in counted),
+            self.settings.attempt_concurrency(),
+        )  # fmt: skip
+        hosts = plan_host_admission(due, counted, plan.free, cap, self.renders, stopping)
         self._note_busy(hosts.busy)
         admitted = 0
         for candidate in hosts.admit:
@@ -151,6 +157,12 @@ class Admitter:
             self.metrics.queue_length.set(len(plan.waiting) - admitted)
             self.metrics.active_jobs.set(len(plan.holders) + admitted)
         return admitted
+
+    async def _alive_pods(self) -> list[dict[str, Any]]:
+        """Our pods that have not terminated (as metadata: owner and Moodle host)."""
+        return await self.kube.list_metadata(
+            "Pod", label_selector=CHILD_SELECTOR, field_selector=ALIVE_PODS
+        )
 
     async def _admit(self, listed: dict[str, Any]) -> bool:
         name = listed["metadata"]["name"]
@@ -184,8 +196,14 @@ class Admitter:
                 return False
             # The Job last: its pod needs the ServiceAccount (and the rest) to exist.
             await asyncio.gather(*(self.kube.create(child) for child in children))
-            if claim is not None and not await self._create_owned(claim, archivejob):
-                return False
+            if claim is not None:
+                assert layout.work_volume is not None
+                try:
+                    if not await self._create_owned(claim, archivejob):
+                        return False
+                except KubeError as exc:
+                    await self._claim_refused(archivejob, layout.work_volume, exc)
+                    return False
             if not await self.kube.create(job):
                 existing = await self.kube.get("Job", job["metadata"]["name"])
                 if existing is not None and not _owned_by(existing, archivejob):
@@ -193,6 +211,8 @@ class Admitter:
             now = self.clock()
             job_name = job["metadata"]["name"]
             patch = {**admitted_patch(archivejob, job_name, now), **layout.status_fields()}
+            if claimtrouble.FIELD in (archivejob.get("status") or {}):
+                patch[claimtrouble.FIELD] = None  # created after all
             await self.kube.patch_status(name, patch)
             self.host_busy.pop(name, None)
             message = f"admitted; created Job {job_name}{_shape(layout)}"
@@ -204,6 +224,27 @@ class Admitter:
             log.info("ArchiveJob admitted", extra={"fields": {"archivejob": name}})
         self.queue.add(name)
         return True
+
+    async def _claim_refused(
+        self, archivejob: dict[str, Any], volume: WorkVolume, exc: KubeError
+    ) -> None:
+        """The API server refused the work volume's claim: fail the ArchiveJob (Moodle told
+        by the delivery duty) or note the try and let it wait for the next one."""
+        now = self.clock()
+        step = claimtrouble.after_refusal(
+            archivejob, volume, claimtrouble.Refusal(exc.status, exc.message), now,
+            self.settings.pending_timeout_sec,
+        )  # fmt: skip
+        name = archivejob["metadata"]["name"]
+        log.warning("the work volume could not be created", extra={"fields": {
+            "archivejob": name, "status": exc.status, "final": step.fail is not None}})  # fmt: skip
+        if step.fail is not None:
+            final = Final(Phase.FAILED, claimtrouble.WORK_VOLUME_CREATE_FAILED, step.fail,
+                          JobStatus.FAILED)  # fmt: skip
+            await self.reconciler.finish(archivejob, finish_now(archivejob, final, now))
+            return
+        await self.kube.patch_status(name, step.patch)
+        self.queue.add(name)  # shows why it waits, and wakes admission when the try is due
 
     async def _create_owned(self, obj: dict[str, Any], archivejob: dict[str, Any]) -> bool:
         """Create; False if one of that name exists that belongs to another (earlier) owner."""
@@ -232,6 +273,10 @@ class Admitter:
         message = f"the ArchiveJob's spec cannot be turned into a job: {type(exc).__name__}"
         final = Final(Phase.FAILED, "InvalidSpec", message, JobStatus.FAILED)
         await self.reconciler.finish(archivejob, finish_now(archivejob, final, self.clock()))
+
+
+async def _nothing() -> list[dict[str, Any]]:
+    return []
 
 
 def _shape(layout: JobLayout) -> str:

@@ -18,6 +18,8 @@ from moodle_archive_job.moodle_api import JobStatus
 from moodle_archive_job.reasons import MAX_REASON, one_line
 
 from ..archivejob import Phase
+from . import claimtrouble
+from .claimtrouble import WORK_VOLUME_CREATE_FAILED
 from .conditions import find, is_true, parse_time, set_condition, timestamp
 from .hostcap import MOODLE_HOST_BUSY
 from .jobspec import PERMANENT_EXIT_CODES
@@ -36,6 +38,7 @@ _WARNING_REASONS = frozenset({
     "Unschedulable", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
     "CreateContainerConfigError", "CreateContainerError", "QuotaExceeded", "FailedCreate",
     "Retrying", "OOMKilled", "Evicted", "WaitingForTokenSecret", "WorkVolumePending",
+    WORK_VOLUME_CREATE_FAILED,
 })  # fmt: skip
 
 
@@ -76,6 +79,7 @@ class _View:
     """The parts of an ArchiveJob `decide` reads."""
 
     name: str
+    key: str  # uid (name if none): what per-job jitter is derived from
     generation: int | None
     created: datetime | None
     cancel: bool
@@ -90,6 +94,7 @@ class _View:
         conditions = status.get("conditions")
         return cls(
             name=str(meta.get("name")),
+            key=str(meta.get("uid") or meta.get("name")),
             generation=meta.get("generation"),
             created=parse_time(meta.get("creationTimestamp")),
             cancel=bool(spec.get("cancelRequested")),
@@ -298,6 +303,11 @@ def _waiting(
         phase = Phase.PENDING
         waited = (now - view.created).total_seconds() if view.created else 0.0
         requeue: float | None = max(0.2, min(1.0, settings.token_secret_timeout_sec - waited))
+    elif (refused := claimtrouble.waiting_message(view.status, view.key, now)) is not None:
+        # The work volume's claim was refused; the admitter tries again when it is due.
+        reason, (message, wait) = WORK_VOLUME_CREATE_FAILED, refused
+        phase = Phase.QUEUED
+        requeue = max(0.2, wait)
     elif host_busy:
         reason, message = MOODLE_HOST_BUSY, host_busy
         phase = Phase.QUEUED

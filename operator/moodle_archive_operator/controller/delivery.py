@@ -11,7 +11,6 @@ where the last one stopped. The condition `MoodleNotified` says how it ended.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -20,33 +19,16 @@ from pydantic import ValidationError
 
 from moodle_archive_job.final_status import PendingArtifact, Verdict, describe, verdict
 from moodle_archive_job.moodle_api import JobStatus
+from moodle_archive_job.reasons import one_line
 
 from ..archivejob import Phase, token_deadline
+from .backoff import Backoff
 from .conditions import parse_time, set_condition, timestamp
 from .decide import EventSpec
 
 CONDITION = "MoodleNotified"
 _RUNNER_TOLD = frozenset({"Failed", "TimedOut", "Succeeded"})
 _MOODLE_FINAL = frozenset({"FAILED", "TIMEOUT", "FINISHED"})
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential, capped, with a jitter derived from the job (the same after a restart)."""
-
-    base_sec: float = 5.0
-    cap_sec: float = 300.0
-    factor: float = 2.0
-    jitter: float = 0.2
-    # One try is made this long before the token expires, however far the backoff has got.
-    last_chance_sec: float = 15.0
-
-    def delay(self, attempts: int, key: str) -> float:
-        """Seconds between try number `attempts` and the next one."""
-        raw = min(self.cap_sec, self.base_sec * self.factor ** max(0, attempts - 1))
-        digest = hashlib.sha256(f"{key}/{attempts}".encode()).digest()
-        unit = int.from_bytes(digest[:4], "big") / 2**32  # [0, 1)
-        return raw * (1 + self.jitter * (2 * unit - 1))
 
 
 @dataclass(frozen=True)
@@ -141,14 +123,28 @@ def _what(status: JobStatus) -> str:
     return "the archive's processing" if status is JobStatus.FINISHED else str(status)
 
 
+def processed_earlier(duty: Duty, result: Verdict) -> bool:
+    """A redelivered processing call answered "already final": an earlier processing call
+    reached Moodle, which stored the archive, set FINISHED and deleted the token (spec 3.8,
+    4.5), so its answer was what got lost. (Moodle also ends a job when a teacher deletes
+    it, or lazily past its timeout; neither happens to a job whose token is still within
+    its lifetime and whose archive is in the draft area, except by a teacher's hand.)"""
+    return duty.status is JobStatus.FINISHED and result is Verdict.ALREADY_FINAL
+
+
 def tried_message(duty: Duty, answer: str) -> tuple[Verdict, str]:
     """The verdict on a try and its one-line account (`duty` counts that try)."""
     result = verdict(answer)
     what, tries = _what(duty.status), f"try {duty.attempts}"
+    already = (
+        f"Moodle had already processed the archive ({describe(answer)} to {tries}: an "
+        "earlier processing call reached it and Moodle deleted the token)"
+        if processed_earlier(duty, result)
+        else f"Moodle had already ended the job ({describe(answer)}); {what} was not needed"
+    )
     message = {
         Verdict.DELIVERED: f"Moodle was told {what} ({tries})",
-        Verdict.ALREADY_FINAL: f"Moodle had already ended the job ({describe(answer)}); "
-        f"{what} was not needed",
+        Verdict.ALREADY_FINAL: already,
         Verdict.REFUSED: f"Moodle refused {what}: {describe(answer)}",
         Verdict.RETRY: f"could not tell Moodle {what} ({tries}): {describe(answer)}",
     }[result]
@@ -182,12 +178,13 @@ def attempted(
     if result is Verdict.RETRY:
         return Outcome({**patch, "conditions": conditions}, events)
     patch = _close(patch)
-    if result is Verdict.DELIVERED:
+    if result is Verdict.DELIVERED or processed_earlier(duty, result):
         patch["moodleStatus"] = str(duty.status)
         if duty.status is JobStatus.FINISHED:
             conditions = _succeeded(archivejob, conditions, now)
-            patch.update(phase=Phase.SUCCEEDED.value, message="Moodle accepted the archive "
-                         "when its processing was redelivered")  # fmt: skip
+            accepted = ("Moodle accepted the archive when its processing was redelivered"
+                        if result is Verdict.DELIVERED else message)  # fmt: skip
+            patch.update(phase=Phase.SUCCEEDED.value, message=one_line(accepted))
     patch["conditions"] = conditions
     return Outcome(patch, events, closed=True)
 

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from moodle_archive_job.final_status import Verdict, verdict
+
 from ..archivejob import ArchiveJobSpec, task_from_spec
 from .decide import EventSpec
 from .delivery import Backoff, Duty, Outcome, attempted, expired, plan, settled
@@ -60,9 +62,12 @@ class DeliveryDuty:
             return max(0.5, step.after_sec)
         if step.action == "expire":
             outcome = expired(archivejob, duty, now)
+            self.metrics.deliveries_abandoned.labels(str(duty.status), "TokenExpired").inc()
         else:
-            outcome = attempted(archivejob, duty, await self._try(archivejob, duty), now,
-                                self.backoff)  # fmt: skip
+            answer = await self._try(archivejob, duty)
+            outcome = attempted(archivejob, duty, answer, now, self.backoff)
+            if verdict(answer) is Verdict.REFUSED:
+                self.metrics.deliveries_abandoned.labels(str(duty.status), "Refused").inc()
         updated = await self._write(archivejob, outcome)
         if outcome.closed or updated is None:
             return None

@@ -6,16 +6,28 @@ only while its host's running jobs plus itself stay within the cap. Order stays 
 host: once a job of a host has to wait, later jobs of that host wait behind it, while jobs
 of other hosts go ahead. A job that alone needs more than the cap runs only when its host is
 otherwise idle (layout.py already keeps its shards within the cap where it can).
+
+A job counts from its admission until its pods are gone: while it holds a slot by its
+recorded shards, and after that (finished, cancelled, deleted: its pods may still be
+stopping, and a stopping runner may still be talking to Moodle) by each of its pods that
+has not terminated, found by the host the pod is annotated with (`ANNOTATION_MOODLE_HOST`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..archivejob import GROUP
+from .naming import owner_name
+
 MOODLE_HOST_BUSY = "MoodleHostBusy"
+# On job pods: the Moodle host they render from (`moodle_host`).
+ANNOTATION_MOODLE_HOST = f"{GROUP}/moodle-host"
+# Pods that have not terminated (a field selector of the API server's).
+ALIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 
 
 def moodle_host(archivejob: dict[str, Any]) -> str:
@@ -28,6 +40,24 @@ def moodle_host(archivejob: dict[str, Any]) -> str:
     if default_port and netloc.endswith(default_port):
         netloc = netloc.removesuffix(default_port)
     return f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}"
+
+
+def lingering_renders(
+    pods: Iterable[dict[str, Any]], counted: Iterable[str], per_pod: int
+) -> dict[str, int]:
+    """Renders per host of pods that have not terminated (listed with `ALIVE_PODS`) whose
+    ArchiveJob is not in `counted` (the jobs counted by their slot already): pods of jobs
+    that ended or were deleted, still stopping. A pod without the host annotation (made
+    before it existed) is not counted."""
+    skip = set(counted)
+    renders: dict[str, int] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        host = (meta.get("annotations") or {}).get(ANNOTATION_MOODLE_HOST)
+        if not host or owner_name(pod) in skip:
+            continue
+        renders[host] = renders.get(host, 0) + per_pod
+    return renders
 
 
 @dataclass(frozen=True)
@@ -46,15 +76,17 @@ def plan_host_admission(
     free_slots: int,
     cap: int,
     renders_of: Callable[[dict[str, Any]], int],
+    lingering: Mapping[str, int] | None = None,
 ) -> HostPlan:
     """Which of the FIFO-ordered `waiting` ArchiveJobs to admit into `free_slots` slots.
 
     `running` are the ArchiveJobs holding a slot; `renders_of` gives a job's renders
     (concurrency x shards, planned for a waiting job, recorded for a running one);
+    `lingering`: renders per host of pods of other jobs still stopping (`lingering_renders`);
     `cap` 0 means no limit per host. Every waiting job its host holds back is in `busy`,
     also when no slot is free (the host is then what it waits for in the end).
     """
-    used: dict[str, int] = {}
+    used: dict[str, int] = dict(lingering or {})
     for aj in running:
         host = moodle_host(aj)
         used[host] = used.get(host, 0) + renders_of(aj)

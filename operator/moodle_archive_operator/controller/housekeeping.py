@@ -14,7 +14,7 @@ from .conditions import utc_now
 from .kube import Kube, KubeError
 from .metrics import OperatorMetrics
 from .naming import CHILD_SELECTOR
-from .orphans import OrphanedTokens
+from .orphans import OrphanedTokens, owed_status
 from .settings import OperatorSettings
 from .sweeping import (
     Owners,
@@ -86,12 +86,17 @@ class Housekeeper:
             deleted[kind] = [n for n in doomed if await self.kube.delete(kind, n)]
         doomed = leftover_token_secrets(secrets, owners)
         deleted["Secret"] = [n for n in doomed if await self.kube.delete("Secret", n)]
+        owed: list[str] = []
         for secret in orphaned_token_secrets(secrets, owners, now, grace):
             if await self.orphans.visit(secret):
                 deleted["Secret"].append(secret["metadata"]["name"])
+            elif (status := owed_status(secret)) is not None:
+                owed.append(status)
         for archivejob in finished:
             if owes_moodle(archivejob):  # a net under lost wake-ups: the plan says when
                 self.enqueue(archivejob["metadata"]["name"])
+                owed.append(str(archivejob["status"]["pendingMoodleStatus"]))
+        self.metrics.set_pending_deliveries(owed)
         ttl = self.settings.ttl_seconds_after_finished
         if ttl is not None:
             claims = children["PersistentVolumeClaim"]

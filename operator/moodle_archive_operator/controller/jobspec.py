@@ -16,6 +16,7 @@ from typing import Any
 
 from ..archivejob import SECRET_TOKEN_KEY
 from .children import TASK_KEY, child_metadata
+from .hostcap import ANNOTATION_MOODLE_HOST, moodle_host
 from .layout import SINGLE_POD, JobLayout, indexed_job_fields, shard_affinity
 from .naming import CONTAINER_NAME, child_annotations, child_labels
 from .settings import CONCURRENCY_ENV, OperatorSettings
@@ -223,7 +224,11 @@ def build_job(
         "template": {
             "metadata": {
                 "labels": {**settings.job_pod_labels, **child_labels(archivejob)},
-                "annotations": {**settings.job_pod_annotations, **child_annotations(archivejob)},
+                "annotations": {
+                    **settings.job_pod_annotations,
+                    **child_annotations(archivejob),
+                    ANNOTATION_MOODLE_HOST: moodle_host(archivejob),
+                },
             },
             "spec": _pod_spec(archivejob, settings, meta["name"], layout),
         },

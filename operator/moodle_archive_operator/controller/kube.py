@@ -2,8 +2,11 @@
 transport, blocking calls in a thread pool of their own.
 
 Errors become `KubeError(status, reason)`; response bodies are never kept in
-errors or logs. Secrets are read only where the token is needed (telling Moodle
-a final status) and otherwise only as metadata (`PartialObjectMetadata`).
+errors or logs, except the `message` of the API's Status answer to a refused create
+(what an admin must read: the quota, the invalid field), kept as `KubeError.message`
+(the operator creates no Secrets, so it holds nothing secret). Secrets are read only
+where the token is needed (telling Moodle a final status) and otherwise only as metadata
+(`PartialObjectMetadata`).
 """
 
 from __future__ import annotations
@@ -41,10 +44,21 @@ COLLECTIONS = {
 
 
 class KubeError(Exception):
-    def __init__(self, status: int | None, reason: str) -> None:
+    def __init__(self, status: int | None, reason: str, message: str = "") -> None:
         super().__init__(f"{status or 'no answer'}: {reason}")
         self.status = status
         self.reason = reason
+        self.message = message
+
+
+def _status_message(body: Any) -> str:
+    """The `message` of a Kubernetes Status object in an error body ("" if there is none)."""
+    try:
+        status = json.loads(body) if isinstance(body, (str, bytes)) else None
+    except ValueError:
+        return ""
+    message = status.get("message") if isinstance(status, dict) else None
+    return message.strip() if isinstance(message, str) else ""
 
 
 def make_api_client(pool_size: int = 32) -> ApiClient:
@@ -89,6 +103,7 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         content_type: str | None = None,
         accept: str = "application/json",
+        keep_message: bool = False,
     ) -> Any:
         headers = {"Accept": accept}
         if content_type:
@@ -105,11 +120,13 @@ class Kube:
             response = self.api.call_api(*request, _request_timeout=self.timeout)
             response.read()
         except ApiException as exc:
-            raise KubeError(exc.status or None, str(exc.reason or "error")) from None
+            message = _status_message(exc.body) if keep_message else ""
+            raise KubeError(exc.status or None, str(exc.reason or "error"), message) from None
         except Exception as exc:  # transport: timeouts, refused connections
             raise KubeError(None, type(exc).__name__) from None
         if not 200 <= response.status < 300:
-            raise KubeError(response.status, str(response.reason or "error"))
+            message = _status_message(response.data) if keep_message else ""
+            raise KubeError(response.status, str(response.reason or "error"), message)
         return json.loads(response.data) if response.data else None
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -149,16 +166,21 @@ class Kube:
         result = await self.call("GET", self._path(kind), query=query)
         return list((result or {}).get("items") or [])
 
-    async def list_metadata(self, kind: str, label_selector: str = "") -> list[dict[str, Any]]:
+    async def list_metadata(
+        self, kind: str, label_selector: str = "", field_selector: str = ""
+    ) -> list[dict[str, Any]]:
         """Objects as PartialObjectMetadata (for Secrets: without their data)."""
         query = [("labelSelector", label_selector)] if label_selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         result = await self.call("GET", self._path(kind), query=query, accept=_METADATA_LIST)
         return list((result or {}).get("items") or [])
 
     async def create(self, body: dict[str, Any]) -> bool:
-        """Create; False if it already exists (deterministic names make this idempotent)."""
+        """Create; False if it already exists (deterministic names make this idempotent).
+        A refusal raises KubeError with the API's message."""
         try:
-            await self.call("POST", self._path(body["kind"]), body=body)
+            await self.call("POST", self._path(body["kind"]), body=body, keep_message=True)
         except KubeError as exc:
             if exc.status == 409:
                 return False
@@ -184,12 +206,23 @@ class Kube:
             raise
 
     async def patch_labels(self, kind: str, name: str, labels: dict[str, str | None]) -> None:
+        await self._patch_metadata(kind, name, {"labels": labels})
+
+    async def patch_annotations(
+        self, kind: str, name: str, annotations: dict[str, str | None]
+    ) -> None:
+        await self._patch_metadata(kind, name, {"annotations": annotations})
+
+    async def _patch_metadata(self, kind: str, name: str, metadata: dict[str, Any]) -> None:
+        """Merge-patch labels or annotations (None removes one); a gone object is no error.
+        The answer is only the metadata (for a Secret: not its data)."""
         try:
             await self.call(
                 "PATCH",
                 self._path(kind, name),
-                body={"metadata": {"labels": labels}},
+                body={"metadata": metadata},
                 content_type=MERGE_PATCH,
+                accept=_METADATA_ONLY,
             )
         except KubeError as exc:
             if exc.status != 404:

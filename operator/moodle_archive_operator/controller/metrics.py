@@ -55,6 +55,20 @@ class OperatorMetrics:
             ["status", "result"],
             registry=r,
         )
+        self.deliveries_pending = Gauge(
+            "moodle_archiver_operator_moodle_deliveries_pending",
+            "Final statuses (FINISHED: an uploaded archive's processing) Moodle is still owed, "
+            "by finished ArchiveJobs and by token Secrets of deleted ones, by status",
+            ["status"],
+            registry=r,
+        )
+        self.deliveries_abandoned = Counter(
+            "moodle_archiver_operator_moodle_deliveries_abandoned",
+            "Final statuses the operator gave up delivering, by status and reason "
+            "(TokenExpired, Refused)",
+            ["status", "reason"],
+            registry=r,
+        )
         self.reconcile_errors = Counter(
             "moodle_archiver_operator_reconcile_errors",
             "Reconciliations that failed and were retried",
@@ -71,6 +85,11 @@ class OperatorMetrics:
         tally = Tally(phases)
         for phase in FINAL_PHASES:
             self.archivejobs.labels(phase.value).set(tally.get(phase.value, 0))
+
+    def set_pending_deliveries(self, statuses: Iterable[str]) -> None:
+        tally = Tally(statuses)
+        for status in ("FAILED", "TIMEOUT", "FINISHED"):
+            self.deliveries_pending.labels(status).set(tally.get(status, 0))
 
     def serve(self, host: str, port: int) -> object:
         """Serve /metrics in a thread; returns the server (call `.shutdown()` to stop)."""

@@ -177,7 +177,7 @@ class Runtime:
             return
         log.info("ArchiveJob deleted before Moodle was told its end",
                  extra={"fields": {"archivejob": body["metadata"]["name"]}})  # fmt: skip
-        self.orphans.adopt(body, secret)
+        await self.orphans.adopt(body, secret)
         if is_admitted(body) and not is_final(body):
             # A runner stopped by the deletion tells Moodle itself on its way out: let it go
             # first (it may still be talking to Moodle; a FAILED from here would fail it).
