@@ -83,7 +83,8 @@ def test_a_passing_refusal_is_retried_with_backoff_until_the_pending_timeout() -
         assert retry_in(aj, now) == 0
     assert delays[:3] == sorted(delays[:3]) and max(delays) <= 72  # 5 s doubling, cap 60 s
     assert (now - T0).total_seconds() >= 120
-    assert "exceeded quota" in step.fail and f"tried {len(delays) + 1} times" in step.fail
+    assert f"could not be created (tried {len(delays) + 1} times in" in step.fail
+    assert "exceeded quota" in step.fail
 
 
 def test_the_waiting_archivejob_shows_the_refusal_and_is_looked_at_when_the_try_is_due() -> None:
@@ -94,7 +95,10 @@ def test_the_waiting_archivejob_shows_the_refusal_and_is_looked_at_when_the_try_
     decision = decide(aj, None, True, T0 + timedelta(seconds=1), settings())
     cond = find(decision.patch["conditions"], "Admitted")
     assert (cond["status"], cond["reason"]) == ("False", WORK_VOLUME_CREATE_FAILED)
-    assert "exceeded quota" in cond["message"] and "try 2 in" in cond["message"]
+    assert cond["message"].startswith("retrying in ") and "(try 2): the work volume" in (
+        cond["message"]
+    )
+    assert "exceeded quota" in cond["message"]
     assert decision.patch["phase"] == "Queued"
     assert decision.requeue_after == pytest.approx(step.retry_after - 1, abs=0.01)
     assert [e.type for e in decision.events] == ["Warning"]

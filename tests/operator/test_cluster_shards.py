@@ -180,11 +180,12 @@ def test_a_work_volume_refused_by_a_quota_is_retried_then_fails_with_moodle_told
     name = aj["metadata"]["name"]
     held = eventually(lambda: admitted_reason(h, name, "WorkVolumeCreateFailed"), timeout=30,
                       what="the refused claim shown")  # fmt: skip
-    assert f"the work volume {name}-work (StorageClass standard" in held["message"], held
-    assert "exceeded quota: no-volumes" in held["message"] and "try 2 in" in held["message"]
+    assert f"the work volume {name}-work (StorageClass standard, " in held["message"], held
+    assert held["message"].startswith("retrying in ") and "(try 2)" in held["message"]
+    assert "exceeded quota: no-volumes" in held["message"], held
     assert h.archivejob(name)["status"]["phase"] == "Queued"
     message = assert_failed_and_moodle_told(h, aj, "WorkVolumeCreateFailed")
-    assert "exceeded quota: no-volumes" in message and "times in" in message, message
+    assert "could not be created (tried " in message and "exceeded quota" in message, message
 
 
 def test_a_work_volume_the_api_finds_invalid_fails_at_once_with_moodle_told(

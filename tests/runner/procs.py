@@ -22,11 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 REPORT = "quiz_archiver_generate_attempt_report"
 
 
+# This checkout's packages first (not the venv's editable install of another checkout).
+SOURCE_PATH = os.pathsep.join(str(REPO / p) for p in ("job-image", "operator", "."))
+
+
 def runner_env(work: Path, concurrency: int = 2, **extra: str) -> dict[str, str]:
-    path = os.pathsep.join(str(REPO / p) for p in ("job-image", "operator", "."))
     env = {
         **os.environ,
-        "PYTHONPATH": path,
+        "PYTHONPATH": SOURCE_PATH,
         "QUIZ_ARCHIVER_WORK_DIR": str(work),
         "QUIZ_ARCHIVER_PDFA_CONVERSION": "false",
         "QUIZ_ARCHIVER_MOODLE_RETRIES": "1",

@@ -16,10 +16,9 @@ import pytest
 from moodle_archive_job.progress import Phase
 from tests.fakemoodle import FakeMoodle
 from tests.runner.conftest import fast_settings, run_fake_job
+from tests.runner.procs import SOURCE_PATH
 
 pytestmark = pytest.mark.browser
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def sent_statuses(moodle: FakeMoodle, jobid: str) -> list[str]:
@@ -174,7 +173,7 @@ def test_orphaned_job_fails_fast(moodle: FakeMoodle, tmp_path: Path) -> None:
 
 def _cli(args: list[str], work: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "QUIZ_ARCHIVER_WORK_DIR": str(work), "QUIZ_ARCHIVER_PDFA_CONVERSION":
-           "false", "QUIZ_ARCHIVER_MOODLE_RETRIES": "0", "PYTHONPATH": str(REPO)}
+           "false", "QUIZ_ARCHIVER_MOODLE_RETRIES": "0", "PYTHONPATH": SOURCE_PATH}
     return subprocess.run(
         [sys.executable, "-m", "moodle_archive_job.cli", "run-job", *args],
         capture_output=True, text=True, env=env, timeout=300, check=False,

@@ -43,11 +43,13 @@ class Refusal:
         quota = "exceeded quota" in self.message or "status unknown for quota" in self.message
         return self.status == 403 and quota
 
-    def describe(self, volume: WorkVolume) -> str:
+    def describe(self, volume: WorkVolume, note: str = "") -> str:
+        """One line: the claim, its class and size, then `note`, then the API's message
+        (last: it is long, and what is clipped)."""
         said = self.message or (f"HTTP {self.status}" if self.status else "no answer")
         return one_line(
             f"the work volume {volume.claim_name} (StorageClass {volume.storage_class}, "
-            f"{volume.size}) could not be created: {said}"
+            f"{volume.size}) could not be created{note}: {said}"
         )
 
 
@@ -123,8 +125,8 @@ def after_refusal(
         return ClaimStep({}, fail=trouble.message)
     waited = (now - trouble.first).total_seconds()
     if waited >= limit_sec:
-        return ClaimStep({}, fail=one_line(
-            f"{trouble.message} (tried {trouble.attempts} times in {waited:.0f} s)"))  # fmt: skip
+        note = f" (tried {trouble.attempts} times in {waited:.0f} s)"
+        return ClaimStep({}, fail=refusal.describe(volume, note))
     return ClaimStep(
         {FIELD: trouble.as_status()}, retry_after=trouble.retry_in(now, key_of(archivejob))
     )
@@ -144,4 +146,5 @@ def waiting_message(status: dict[str, Any], key: str, now: datetime) -> tuple[st
     if trouble is None:
         return None
     wait = trouble.retry_in(now, key)
-    return one_line(f"{trouble.message}; try {trouble.attempts + 1} in {wait:.0f} s"), wait
+    note = f"retrying in {wait:.0f} s (try {trouble.attempts + 1}): "
+    return one_line(note + trouble.message), wait
