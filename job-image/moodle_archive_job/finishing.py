@@ -11,6 +11,7 @@ Moodle processed the archive) means the job is over and only success is reported
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from pathlib import Path
 
@@ -20,13 +21,21 @@ from .archive_layout import METADATA_CSV, ArchiveLayout, ArchiveOptions
 from .archive_writer import ArchiveWriter, sha256_file
 from .checkpoint import CheckpointEntry
 from .chunked_upload import UploadTarget, upload_archive
-from .final_status import PendingArtifact, ProcessingUndelivered
+from .final_status import PendingArtifact, ProcessingUndelivered, Verdict, verdict
 from .metadata_csv import build_metadata_csv
 from .moodle_api import BackupStatus, JobStatus
-from .moodle_client import MoodleServerError, MoodleUnreachable, UploadedFile
+from .moodle_client import (
+    MoodleException,
+    MoodleServerError,
+    MoodleStatusError,
+    MoodleUnreachable,
+    UploadedFile,
+)
 from .progress import Artifact, Phase
 from .stage import JobFailed, JobRun
 from .task import BackupTask
+
+log = logging.getLogger(__name__)
 
 BACKUP_CONTENT_TYPE = "application/vnd.moodle.backup"
 
@@ -183,9 +192,11 @@ class Finisher:
             await asyncio.to_thread(
                 self.jobdir.write_state, self.jobdir.upload_state, pending.model_dump(mode="json")
             )
+            resumed = False
         else:
             self.run.emit(Phase.FINALIZING, "the archive was uploaded before a restart; "
                           "asking Moodle to process it", moodle_status=str(JobStatus.FINALIZING))
+            resumed = True
         try:
             await asyncio.to_thread(
                 api.process_uploaded_artifact,
@@ -200,6 +211,14 @@ class Finisher:
                 pending.draft, pending.artifact.sha256, pending.artifact_count
             )
             raise ProcessingUndelivered(draft, exc) from None
+        except (MoodleException, MoodleStatusError) as exc:
+            # After a restart, "the job is over" means the pod before made this call and
+            # died before recording it: Moodle stored the archive and dropped the token.
+            answer = exc.errorcode if isinstance(exc, MoodleException) else exc.status
+            if not resumed or verdict(answer) is not Verdict.ALREADY_FINAL:
+                raise
+            log.info("Moodle processed the archive before a restart",
+                     extra={"fields": {"answer": answer}})  # fmt: skip
         await asyncio.to_thread(
             self.jobdir.write_state,
             self.jobdir.uploaded_state,

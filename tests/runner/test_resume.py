@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import zipfile
 from io import BytesIO
 from pathlib import Path
@@ -175,3 +176,28 @@ def test_finisher_killed_after_the_upload_does_not_upload_again(
     rc, err = finish(cli.start())  # a pod restarted after it all: success, Moodle untouched
     assert rc == 0, err
     assert len(moodle.calls_for(cli.jobid)) == calls
+
+
+def test_a_processing_call_that_landed_before_the_runner_died_is_not_failed_after_it(
+    moodle: FakeMoodle, tmp_path: Path
+) -> None:
+    """The runner died while Moodle processed the archive: the next one's call finds the
+    job over (its token gone), which means Moodle has it, not that the job failed."""
+    quiz = moodle.create_quiz(attempts=1, with_formulas=False)
+    job = moodle.create_job(quiz, backups=())
+    cli = CliJob.create(moodle, job, tmp_path)
+    moodle.faults.set_latency(PROCESS, 3)  # Moodle still processes it after the runner died
+    first = cli.start()
+    wait_for(lambda: (cli.jobdir / "upload.json").exists(), first)
+    kill_tree(first)
+    deadline = time.monotonic() + 30
+    while moodle.job(cli.jobid).status_name != "FINISHED" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert moodle.job(cli.jobid).status_name == "FINISHED"
+    moodle.faults.set_latency(PROCESS, 0)
+
+    rc, err = finish(cli.start())
+    assert rc == 0, err
+    assert cli.calls("upload") == 1 and cli.calls(PROCESS) == 2
+    statuses = [s for s, _ in job.statusextras_history]
+    assert statuses.count("FINISHED") == 1 and "FAILED" not in statuses
