@@ -27,6 +27,7 @@ from moodle_archive_operator.archivejob import (
 )
 from moodle_archive_operator.controller.conditions import find
 from moodle_archive_operator.controller.delivery import Backoff
+from moodle_archive_operator.controller.kube import KubeError
 from moodle_archive_operator.controller.metrics import OperatorMetrics
 from moodle_archive_operator.controller.orphans import OrphanedTokens
 from moodle_archive_operator.controller.reconciler import Reconciler
@@ -339,3 +340,22 @@ def test_redeliveries_pending_and_given_up_are_counted(moodle: FakeMoodle) -> No
     assert w.metric(given_up, status="FAILED", reason="Refused") == 1
     exposition = "".join(str(m) for m in w.metrics.registry.collect())
     assert other.token not in exposition
+
+
+def test_an_owed_processing_call_stays_one_when_its_state_cannot_be_written(
+    moodle: FakeMoodle,
+) -> None:
+    w = World(moodle)
+    aj, job = w.submit(phase="Failed", runnerPhase="Failed")
+    artifact = upload_archive_to_draft(moodle, job)
+    pending = artifact.model_dump(by_alias=True, exclude_none=True)
+    aj["status"].update(pendingMoodleStatus="FINISHED", pendingArtifact=pending)
+    secret = w.orphan(aj)
+
+    async def refused(*_: Any) -> None:
+        raise KubeError(503, "Service Unavailable")
+
+    w.kube.patch_annotations = refused  # type: ignore[method-assign]
+    asyncio.run(w.orphans.adopt(aj, secret))
+    assert asyncio.run(w.orphans.visit(secret)) is True
+    assert job.status_name == "FINISHED" and job.artifact is not None  # not told FAILED

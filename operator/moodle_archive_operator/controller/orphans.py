@@ -125,6 +125,10 @@ class OrphanedTokens:
         self.backoff = backoff
         self.clock = clock
         self._locks = KeyedLocks()
+        # Duties whose annotation could not be written (the API server refused the patch):
+        # kept here until a write succeeds, so that an owed processing call is not turned
+        # into FAILED by this process meanwhile.
+        self._unrecorded: dict[str, Duty] = {}
 
     async def adopt(self, archivejob: dict[str, Any], secret: dict[str, Any]) -> None:
         """Take over the duty of a just deleted ArchiveJob (its last state, from the event):
@@ -152,6 +156,9 @@ class OrphanedTokens:
             if facts is None:  # no facts (made before they existed): nothing to tell with
                 return await self._delete(name)
             duty = orphan_duty(fresh, facts)
+            kept = self._unrecorded.get(name)
+            if kept is not None and kept.attempts >= duty.attempts:
+                duty = kept
             step = plan(duty, self.clock(), self.backoff)
             if step.action == "wait":
                 return False
@@ -193,11 +200,15 @@ class OrphanedTokens:
             await self.kube.patch_annotations(
                 "Secret", name, state_annotation(duty, self.clock(), self.backoff)
             )
-        except KubeError as exc:  # the next visit tries again sooner: no harm but a try
+        except KubeError as exc:  # kept in memory; after a restart the next try comes sooner
+            self._unrecorded[name] = duty
             log.warning("could not record the delivery state on the token Secret",
                         extra={"fields": {"secret": name, "status": exc.status}})  # fmt: skip
+        else:
+            self._unrecorded.pop(name, None)
 
     async def _delete(self, name: str) -> bool:
+        self._unrecorded.pop(name, None)
         await self.kube.delete("Secret", name)
         log.info("token Secret of a deleted ArchiveJob deleted",
                  extra={"fields": {"secret": name}})  # fmt: skip
