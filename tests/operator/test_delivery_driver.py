@@ -304,17 +304,22 @@ def upload_archive_to_draft(moodle: FakeMoodle, job: Job) -> PendingArtifact:
                               hashlib.sha256(content).hexdigest())  # fmt: skip
 
 
+def deleted_owing_processing(w: World) -> tuple[dict[str, Any], Job, dict[str, Any]]:
+    """An ArchiveJob whose runner uploaded the archive but got no answer to the processing
+    call, deleted: the ArchiveJob (its last state), Moodle's job and the Secret's metadata."""
+    aj, job = w.submit(phase="Failed", runnerPhase="Failed")
+    pending = upload_archive_to_draft(w.moodle, job).model_dump(by_alias=True, exclude_none=True)
+    aj["status"].update(pendingMoodleStatus="FINISHED", pendingArtifact=pending)
+    return aj, job, w.orphan(aj)
+
+
 def test_a_deleted_archivejob_owing_processing_gets_it_after_a_restart(
     moodle: FakeMoodle,
 ) -> None:
     """A processing call owed by a deleted ArchiveJob stays a processing call (not FAILED)
     for the next operator: the artifact is recorded on the Secret."""
     w = World(moodle)
-    aj, job = w.submit(phase="Failed", runnerPhase="Failed")
-    artifact = upload_archive_to_draft(moodle, job)
-    pending = artifact.model_dump(by_alias=True, exclude_none=True)
-    aj["status"].update(pendingMoodleStatus="FINISHED", pendingArtifact=pending)
-    secret = w.orphan(aj)
+    aj, job, secret = deleted_owing_processing(w)
     asyncio.run(w.orphans.adopt(aj, secret))
     assert asyncio.run(w.operator().visit(secret)) is True
     assert job.status_name == "FINISHED" and job.artifact is not None
@@ -346,11 +351,7 @@ def test_an_owed_processing_call_stays_one_when_its_state_cannot_be_written(
     moodle: FakeMoodle,
 ) -> None:
     w = World(moodle)
-    aj, job = w.submit(phase="Failed", runnerPhase="Failed")
-    artifact = upload_archive_to_draft(moodle, job)
-    pending = artifact.model_dump(by_alias=True, exclude_none=True)
-    aj["status"].update(pendingMoodleStatus="FINISHED", pendingArtifact=pending)
-    secret = w.orphan(aj)
+    aj, job, secret = deleted_owing_processing(w)
 
     async def refused(*_: Any) -> None:
         raise KubeError(503, "Service Unavailable")
