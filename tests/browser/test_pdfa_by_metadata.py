@@ -67,7 +67,7 @@ def _pages(origin: str) -> dict[str, str]:
             '<div style="height: 1400px"></div><p id="end">the end</p>',
         ),
         "fonts": page(
-            "Fonts",
+            "Schriften \u2013 Grüße 日本 <&>",  # a title XMP must carry as it is
             "<p><b>Bold</b> <i>italic</i> <code>mono</code> Grüße naïve Ελληνικά Кириллица</p>"
             '<p lang="ja">日本語のテキスト</p><p lang="zh">中文文本</p><p>😀 🎉 ✔</p>',
         ),
