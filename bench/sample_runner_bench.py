@@ -97,9 +97,12 @@ def main() -> int:
                 for label, checkout in checkouts.items():
                     m = run_once(moodle, checkout, args.attempts, args.concurrency)
                     results[label].append(m)
+                    top = sorted(m.cpu_by_kind.items(), key=lambda item: -item[1])[:5]
                     print(f"  {label}: {args.attempts} attempts in {m.seconds:.1f} s, "
-                          f"{m.cpu_seconds / args.attempts:.3f} CPU-s/attempt, peak "
-                          f"{m.peak_bytes / 2**30:.2f} GiB PSS", flush=True)  # fmt: skip
+                          f"{m.cpu_seconds / args.attempts:.3f} CPU-s/attempt ("
+                          + ", ".join(f"{k} {v / args.attempts:.3f}" for k, v in top)
+                          + f"), peak {m.peak_bytes / 2**30:.2f} GiB PSS, load average "
+                          f"{os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     _report(results, args.attempts)
     print(f"(real Moodle 5.0 sample, PDF/A on, concurrency "
           f"{args.concurrency or 'default'}, {os.cpu_count()} CPUs, load average "
