@@ -1,7 +1,9 @@
 """What answering a page's script through Playwright costs: CPU-seconds per page load of a
 page with MathJax 3's 1.1 MB loader, by process, when Chromium fetches the script itself
 from a loopback server (no route), when a route lets it through (route.continue_), and when
-the route answers with the bytes from Python (route.fulfill, as the asset cache does).
+the route answers with the bytes from Python (route.fulfill with a body), and when it
+answers with a response whose body the driver holds (route.fulfill(response=...) of a
+response fetched once by a separate APIRequestContext, as the asset cache does now).
 
 The three alternate (--rounds) on one Chromium launched like the runner's, so they see the
 same machine load.
@@ -23,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
-from playwright.async_api import Route, async_playwright
+from playwright.async_api import APIResponse, Route, async_playwright
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -74,10 +76,18 @@ async def _continue(route: Route) -> None:
     await route.continue_()
 
 
+_HELD: list[APIResponse] = []  # fetched once by a job-wide request context; body in the driver
+
+
+async def _fulfill_held(route: Route) -> None:
+    await route.fulfill(response=_HELD[0], headers={"content-type": "application/javascript"})
+
+
 MODES: dict[str, Callable[[Route], Awaitable[None]] | None] = {
     "Chromium fetches (no route)": None,
     "route.continue_": _continue,
     "route.fulfill from Python": _fulfill,
+    "route.fulfill, body held by the driver": _fulfill_held,
 }
 
 
@@ -91,6 +101,8 @@ async def measure(origin: str, loads: int, rounds: int) -> dict[str, dict[str, f
         )
         context = await browser.new_context()
         page = await context.new_page()
+        fetcher = await playwright.request.new_context()
+        _HELD.append(await fetcher.fetch(origin + "mathjax.js"))
         for _ in range(rounds):
             for mode, handler in MODES.items():
                 if handler is not None:
@@ -103,6 +115,7 @@ async def measure(origin: str, loads: int, rounds: int) -> dict[str, dict[str, f
                 for kind, seconds in end.items():
                     results[mode][kind] += (seconds - start.get(kind, 0.0)) / loads / rounds
                 await context.unroute_all()
+        await fetcher.dispose()
         await browser.close()
     return results
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from moodle_archive_job.logs import register_secret, unregister_secret
-from moodle_archive_job.render import RenderResult
+from moodle_archive_job.render import Renderer, RenderResult
 from moodle_archive_job.task import PaperFormat
 from tests.browser.conftest import BrowserHarness
 from tests.browser.pdfs import page, pdf_text
@@ -138,3 +138,38 @@ def test_without_the_cache_every_attempt_fetches_again(
 
     assert len(assets.requested("/theme/styles.php/boost/7_8/all")) == 2
     assert len(assets.requested("/cdn/loader.js")) == 2
+
+
+def test_kept_bodies_outlive_the_browser_context_that_fetched_them(
+    harness: BrowserHarness, assets: LoopbackServer, tmp_path: Path
+) -> None:
+    """Kept bodies are answered from the driver's copy of the job's own fetch (not sent from
+    Python each time); it lives as long as the job, not as the page's browser context: here
+    each context serves one attempt (max_uses=1) and later ones still get the kept bodies."""
+    from tests.browser.conftest import browser_settings
+
+    html = page("Report", BODY, f'<base href="{assets.origin}/">{HEAD}')
+
+    async def three(renderer: Renderer) -> tuple[list[str], list[bool]]:
+        texts = []
+        for n in range(3):
+            result = await renderer.render_pdf(
+                html, assets.origin, tmp_path / f"{n}.pdf", PaperFormat.A4
+            )
+            texts.append(pdf_text(result.pdf_path))
+        assert renderer.assets is not None
+        held = [
+            renderer.assets.get(assets.origin + path) is not None
+            and renderer.assets.get(assets.origin + path).held is not None  # type: ignore[union-attr]
+            for path in ("/cdn/loader.js", "/theme/styles.php/boost/7_8/all")
+        ]
+        return texts, held
+
+    texts, held = harness.with_renderer(browser_settings(), three, max_uses=1)
+
+    for text in texts:
+        assert "Attempt report" in text
+        assert "cached script ran" in text
+    assert held == [True, True]
+    assert len(assets.requested("/cdn/loader.js")) == 1
+    assert len(assets.requested("/theme/styles.php/boost/7_8/all")) == 1

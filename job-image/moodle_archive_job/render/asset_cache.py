@@ -6,6 +6,11 @@ and images and Moodle's JavaScript again. What may be kept and for how long is
 cache_policy's decision. Bounded by the size of the bodies (least recently used out first);
 a body larger than a quarter of the bound is passed on but not kept. Concurrent requests
 for a URL not yet kept share one fetch (`fetch_once`).
+
+An entry may also hold the Playwright response it was fetched as (`held`): its body stays
+in Playwright's driver, so a page is answered from there without the bytes passing through
+Python and the driver's protocol each time (bench/route_fulfill_bench.py). `on_drop` is
+told of every entry the cache lets go, to release that copy.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.async_api import APIResponse
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 # The body is stored decoded; these would describe the encoded one.
@@ -29,6 +38,7 @@ class CachedAsset:
     body: bytes
     patched: bool  # a Moodle script whose login redirect was taken out
     expires: float = math.inf  # time.monotonic() after which it is stale
+    held: APIResponse | None = None  # the same body, kept in Playwright's driver
 
 
 def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -36,8 +46,13 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class AssetCache:
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        on_drop: Callable[[CachedAsset], None] | None = None,
+    ) -> None:
         self.max_bytes = max_bytes
+        self.on_drop = on_drop
         self.max_entry_bytes = max_bytes // 4
         self._entries: OrderedDict[str, CachedAsset] = OrderedDict()
         self._bytes = 0
@@ -63,9 +78,12 @@ class AssetCache:
         self.hits += 1
         return entry
 
+    def would_keep(self, size: int, expires: float) -> bool:
+        return size <= self.max_entry_bytes and expires > time.monotonic()
+
     def put(self, url: str, entry: CachedAsset) -> bool:
         """Keep `entry` unless it is stale or too large; True if kept."""
-        if len(entry.body) > self.max_entry_bytes or entry.expires <= time.monotonic():
+        if not self.would_keep(len(entry.body), entry.expires):
             return False
         self._drop(url)
         self._entries[url] = entry
@@ -75,8 +93,8 @@ class AssetCache:
         return True
 
     def clear(self) -> None:
-        self._entries.clear()
-        self._bytes = 0
+        for url in list(self._entries):
+            self._drop(url)
 
     async def fetch_once(
         self, url: str, fetch: Callable[[], Awaitable[CachedAsset | None]]
@@ -113,3 +131,5 @@ class AssetCache:
         old = self._entries.pop(url, None)
         if old is not None:
             self._bytes -= len(old.body)
+            if self.on_drop is not None:
+                self.on_drop(old)

@@ -14,14 +14,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import (
+    APIRequestContext,
+    APIResponse,
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    async_playwright,
+)
 from playwright.async_api import Error as PlaywrightError
 
 from moodle_archive_job.atomic_file import write_bytes_atomically
 from moodle_archive_job.settings import RunnerSettings
 from moodle_archive_job.task import PaperFormat
 
-from .asset_cache import AssetCache
+from .asset_cache import AssetCache, CachedAsset
 from .chromium import launch_args, proxy_settings
 from .diagnostics import write_diagnostics
 from .errors import IncompletePage, ReadinessTimeout, RenderError, first_line
@@ -40,6 +48,8 @@ DEFAULT_STALL_GRACE_SEC = 10.0
 # Readiness markers of a probe that gave up waiting for something still loading.
 _GAVE_UP_MARKERS = ("mathjax-not-found", "page-load-incomplete")
 _PRINT_TIMEOUT_SEC = 120.0
+# A dropped asset's driver copy outlives answers that took the entry just before.
+_RELEASE_DELAY_SEC = 60.0
 _DEMO_SCRIPT = resources.files(__package__).joinpath("demo.js").read_text("utf-8")
 
 
@@ -76,7 +86,10 @@ class Renderer:
             stall_grace_sec=min(stall_grace_sec, settings.wait_for_ready_signal_timeout_sec),
         ).script()
         cache_bytes = settings.asset_cache_mib * 1024 * 1024
-        self.assets = AssetCache(cache_bytes) if cache_bytes > 0 else None
+        self.assets = AssetCache(cache_bytes, self._release) if cache_bytes > 0 else None
+        # Fetches the kept assets; their bodies stay in the driver (routes.py, asset_cache).
+        self._fetcher: APIRequestContext | None = None
+        self._releases: set[asyncio.Task[None]] = set()
         self._slots = SlotPool(self._new_context, self._probe, max_uses)
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
@@ -98,6 +111,11 @@ class Renderer:
                 f"Chromium ({self._settings.chromium_path}) did not start: {first_line(exc)}"
             ) from None
         logger.info("Chromium %s started", self._browser.version)
+        if self.assets is not None:
+            self._fetcher = await self._playwright.request.new_context(
+                ignore_https_errors=self._settings.skip_https_cert_validation,
+                proxy=proxy_settings(self._settings),  # type: ignore[arg-type]
+            )
         return self
 
     async def __aexit__(
@@ -106,6 +124,10 @@ class Renderer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._fetcher is not None:
+            with contextlib.suppress(PlaywrightError):
+                await self._fetcher.dispose()
+            self._fetcher = None
         if self._browser is not None:
             try:
                 await self._browser.close()
@@ -173,7 +195,7 @@ class Renderer:
             raise RenderError(f"{label}: could not open a page: {first_line(exc)}") from None
         print_incomplete = final and self._settings.allow_incomplete_pages
         attempt = _AttemptRender(
-            self._settings, slot, label, started, self.assets, self._on_phase
+            self._settings, slot, label, started, self.assets, self._on_phase, self._fetcher
         )
         try:
             result = await attempt.run(html, base_url, pdf_path, paper_format, print_incomplete)
@@ -191,6 +213,20 @@ class Renderer:
         attempt.detach()
         await self._slots.give_back(slot, label)
         return result
+
+    def _release(self, entry: CachedAsset) -> None:
+        """Free the driver's copy of an asset the cache let go (after answers under way)."""
+        held = entry.held
+        if held is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def dispose() -> None:
+            task = loop.create_task(_dispose(held))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+        loop.call_later(_RELEASE_DELAY_SEC, dispose)
 
     async def _new_context(self) -> BrowserContext:
         assert self._browser is not None
@@ -214,6 +250,11 @@ class Renderer:
         return context
 
 
+async def _dispose(response: APIResponse) -> None:
+    with contextlib.suppress(PlaywrightError):  # the job's fetcher is gone already
+        await response.dispose()
+
+
 class _AttemptRender:
     def __init__(
         self,
@@ -223,8 +264,10 @@ class _AttemptRender:
         started: float,
         assets: AssetCache | None,
         on_phase: Callable[[str], None] | None,
+        fetcher: APIRequestContext | None = None,
     ) -> None:
         self.assets = assets
+        self.fetcher = fetcher
         self.on_phase = on_phase
         self.settings = settings
         self.slot = slot
@@ -260,6 +303,7 @@ class _AttemptRender:
             assets=self.assets,
             fetch_timeout_sec=settings.wait_for_navigation_timeout_sec,
             log=self.routes,
+            fetcher=self.fetcher,
         )
         page = self.slot.page
         self.events.attach(page)

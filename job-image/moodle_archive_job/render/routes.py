@@ -4,7 +4,11 @@
   origin and RequireJS/AJAX run same-origin.
 * Static resources (stylesheets, fonts, images, scripts, MathJax; not web service, AJAX,
   pluginfile or login URLs) go through the job's asset cache: fetched once per job by
-  whichever page asks first, then answered from memory (asset_cache, cache_policy).
+  whichever page asks first, then answered from memory (asset_cache, cache_policy). With
+  the job's `fetcher` (a Playwright request context that lives as long as the job), a kept
+  body is answered from the driver's copy of the fetched response, not sent from Python.
+  The fetcher sends the page's request as it is (its headers), with its own cookie jar,
+  which a page never sees; no response that sets a cookie is kept (cache_policy).
 * With QUIZ_ARCHIVER_PREVENT_REDIRECT_TO_LOGIN: requests to login/*.php are aborted, and
   Moodle's own scripts lose their "redirect to the login page" snippet (the patched copy is
   what the cache keeps).
@@ -18,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from playwright.async_api import APIResponse, BrowserContext, Route
+from playwright.async_api import APIRequestContext, APIResponse, BrowserContext, Route
 from playwright.async_api import Error as PlaywrightError
 
 from .asset_cache import AssetCache, CachedAsset, stored_headers
@@ -102,6 +106,7 @@ async def install_routes(
     assets: AssetCache | None,
     fetch_timeout_sec: float,
     log: RouteLog,
+    fetcher: APIRequestContext | None = None,
 ) -> None:
     """Route the report page, static resources through the job's asset cache (None: off),
     and (with prevent_login_redirect) login requests and Moodle's scripts."""
@@ -120,7 +125,7 @@ async def install_routes(
 
     scripts = moodle_script_pattern(roots)
     resources = _ResourceRoute(
-        roots, assets, fetch_timeout_sec, log,
+        roots, assets, fetch_timeout_sec, log, fetcher,
         patches=(lambda url: bool(scripts.match(url))) if prevent_login_redirect else None,
     )  # fmt: skip
     if assets is not None:
@@ -143,10 +148,12 @@ class _ResourceRoute:
         assets: AssetCache | None,
         fetch_timeout_sec: float,
         log: RouteLog,
+        fetcher: APIRequestContext | None,
         patches: Callable[[str], bool] | None,
     ) -> None:
         self.roots = roots
         self.assets = assets
+        self.fetcher = fetcher
         self.timeout_ms = fetch_timeout_sec * 1000
         self.log = log
         self.patches = patches
@@ -176,31 +183,47 @@ class _ResourceRoute:
             await self._fetch_failed(route, exc)
             return
         except _NotKept as kept_not:
-            await self._answer(route, kept_not.response, kept_not.body, kept_not.patched)
+            try:
+                await self._answer(route, kept_not.response, kept_not.body, kept_not.patched)
+            finally:
+                if self.fetcher is not None:  # the job's fetcher would keep it until the end
+                    await kept_not.response.dispose()
             return
         if entry is None:  # someone else's fetch may not be kept or failed: our own
             await self._fetch_and_answer(route, patch)
             return
         if entry.patched:
             self.log.patched_scripts.append(loggable_url(url))
-        await route.fulfill(status=entry.status, headers=entry.headers, body=entry.body)
+        if entry.held is not None:  # the body from the driver's copy
+            await route.fulfill(response=entry.held, status=entry.status, headers=entry.headers)
+        else:
+            await route.fulfill(status=entry.status, headers=entry.headers, body=entry.body)
 
     async def _fetch_to_keep(self, route: Route, patch: bool) -> CachedAsset | None:
-        response = await route.fetch(timeout=self.timeout_ms)
+        assert self.assets is not None
+        if self.fetcher is not None:  # the same request, from a context that outlives pages
+            response = await self.fetcher.fetch(route.request, timeout=self.timeout_ms)
+        else:
+            response = await route.fetch(timeout=self.timeout_ms)
         body = await response.body()
         patched = patch_login_redirect(body) if patch else None
         revisioned = response.url == route.request.url and is_revisioned(
             route.request.url, self.roots
         )
         seconds = lifetime(response.status, response.headers, revisioned=revisioned)
-        if seconds is None:
+        expires = time.monotonic() + (seconds or 0)
+        if seconds is None or not self.assets.would_keep(len(patched or body), expires):
             raise _NotKept(response, patched or body, patched is not None)
+        held = response if self.fetcher is not None and patched is None else None
+        if self.fetcher is not None and held is None:
+            await response.dispose()  # a patched body is sent from Python
         return CachedAsset(
             status=response.status,
             headers=stored_headers(response.headers),
             body=patched or body,
             patched=patched is not None,
-            expires=time.monotonic() + seconds,
+            expires=expires,
+            held=held,
         )
 
     async def _fetch_and_answer(self, route: Route, patch: bool) -> None:
