@@ -85,7 +85,7 @@ class DeliveryDuty:
             self.settings.moodle_notify_timeout_sec, duty.artifact,
         )  # fmt: skip
         self.metrics.moodle_notifications.labels(str(duty.status), answer).inc()
-        log.info("told Moodle the final status", extra={"fields": {
+        log.info("final status sent to Moodle", extra={"fields": {
             "archivejob": archivejob["metadata"]["name"], "status": str(duty.status),
             "answer": answer, "attempt": duty.attempts + 1}})  # fmt: skip
         return answer

@@ -178,7 +178,7 @@ class OrphanedTokens:
         self.metrics.moodle_notifications.labels(str(duty.status), answer).inc()
         done = duty.tried(self.clock())
         result, message = tried_message(done, answer)
-        log.info("told Moodle the final status of a deleted ArchiveJob", extra={"fields": {
+        log.info("final status of a deleted ArchiveJob sent to Moodle", extra={"fields": {
             "archivejob": facts.archivejob, "status": str(duty.status), "answer": answer,
             "attempt": done.attempts}})  # fmt: skip
         kind, reason = EVENTS[result]
