@@ -6,7 +6,7 @@ CLUSTER_NODES ?= 3
 CLUSTER_PY ?= python3
 
 .PHONY: cluster-tools cluster-up cluster-down cluster-status
-cluster-tools: ## build pinned kube-*, kubectl, etcd, KWOK, Helm, crictl into the cache (idempotent)
+cluster-tools: ## build pinned kube-*, kubectl, etcd, KWOK, Helm, crictl, local-path-provisioner into the cache (idempotent)
 	@cluster/build-tools.sh
 
 cluster-up: cluster-tools ## start a local control plane with KWOK nodes (kubeconfig: out/cluster/kubeconfig)
