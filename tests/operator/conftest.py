@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from moodle_archive_job.request_parsing import detect_protocol, parse_archive_request
 from moodle_archive_operator.archivejob import (
@@ -29,6 +28,7 @@ from tests.gateway.crd import install_archivejob_crd
 from tests.operator.operator_process import OperatorProcess
 from tests.operator.podplayer import PodPlayer
 from tests.support.cluster_fixtures import eventually
+from tests.support.kubeapi import read_or_none
 from tests.support.localcluster import LocalCluster
 
 KWOK = "kwok.moodlearchiver.io"
@@ -129,14 +129,9 @@ class Harness:
         return created, moodle_job
 
     def archivejob(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return read_or_none(lambda: self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        ))  # fmt: skip
 
     def archivejobs(self) -> list[dict[str, Any]]:
         result = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
@@ -185,21 +180,11 @@ class Harness:
         return self.api.sanitize_for_serialization(pod)
 
     def job(self, name: str) -> client.V1Job | None:
-        try:
-            return self.batch.read_namespaced_job(name, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return read_or_none(lambda: self.batch.read_namespaced_job(name, self.namespace))
 
     def secret_exists(self, name: str) -> bool:
-        try:
-            self.core.read_namespaced_secret(name, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        secret = read_or_none(lambda: self.core.read_namespaced_secret(name, self.namespace))
+        return secret is not None
 
     def events(self, name: str) -> list[client.CoreV1Event]:
         selector = f"involvedObject.name={name},involvedObject.kind=ArchiveJob"
@@ -213,11 +198,7 @@ class Harness:
         }
 
         def gone() -> bool:
-            try:
-                readers[kind]()
-            except ApiException as exc:
-                return exc.status == 404
-            return False
+            return read_or_none(readers[kind]) is None
 
         eventually(gone, timeout=timeout, what=f"{kind} {name} to be gone")
 

@@ -38,6 +38,7 @@ from moodle_archive_operator.archivejob import (
 from tests.support.cluster_env import REPO_ROOT, require_tools
 from tests.support.cluster_procs import claim_free_ports
 from tests.support.imagebuild import Images, ensure_images
+from tests.support.kubeapi import read_or_none
 from tests.support.realnode import NODE_LABEL, RealNode, node_tolerations
 
 CHART = REPO_ROOT / "charts" / "moodle-archive-operator"
@@ -246,14 +247,9 @@ class NodeStack:
     # ------------------------------------------------------------------ ArchiveJobs
 
     def archivejob(self, job_id: str) -> dict[str, Any] | None:
-        try:
-            return self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.jobs_namespace, PLURAL, archivejob_name(job_id)
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return read_or_none(lambda: self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.jobs_namespace, PLURAL, archivejob_name(job_id)
+        ))  # fmt: skip
 
     def wait_final(
         self,
@@ -296,13 +292,8 @@ class NodeStack:
 
     def secret_exists(self, name: str) -> bool:
         """Whether a Secret of the jobs namespace (a job's token Secret) exists."""
-        try:
-            self.core.read_namespaced_secret(name, self.jobs_namespace)
-        except ApiException as err:
-            if err.status == 404:
-                return False
-            raise
-        return True
+        secret = read_or_none(lambda: self.core.read_namespaced_secret(name, self.jobs_namespace))
+        return secret is not None
 
     def job_pods(self, job_id: str) -> list[client.V1Pod]:
         selector = f"{GROUP}/job-id={job_id}"
