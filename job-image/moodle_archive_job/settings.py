@@ -37,6 +37,10 @@ RefBool = Annotated[bool, BeforeValidator(_reference_bool)]
 
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Debian's package chromium-headless-shell: Chromium's headless-only build (the "old headless"
+# shell, also what Playwright starts for headless by default). Without it and without
+# QUIZ_ARCHIVER_CHROMIUM_PATH set, the runner falls back to the full browser (render/executable.py).
+DEFAULT_CHROMIUM_PATH = "/usr/bin/chromium-headless-shell"
 
 
 def cgroup_cpu_limit(root: Path = _CGROUP_ROOT) -> int | None:
@@ -132,7 +136,7 @@ class RunnerSettings(BaseSettings):
     # Settings of this project (no reference equivalent).
     # Attempts in flight at once in one job (fetch, render, post-process overlap).
     attempt_concurrency: int = Field(default=max(2, 2 * visible_cpus()), ge=1, le=64)
-    chromium_path: str = "/usr/bin/chromium"
+    chromium_path: str = DEFAULT_CHROMIUM_PATH
     # Retries of transient Moodle errors (transport errors, 5xx) and their first backoff.
     moodle_retries: int = Field(default=4, ge=0)
     moodle_retry_backoff_sec: float = Field(default=0.5, ge=0)

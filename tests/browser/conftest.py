@@ -18,6 +18,7 @@ import pytest
 
 from moodle_archive_job.render import Renderer
 from moodle_archive_job.render.asset_cache import AssetCache
+from moodle_archive_job.render.executable import is_executable
 from moodle_archive_job.settings import RunnerSettings
 from tests.browser.server import LoopbackServer
 
@@ -99,10 +100,10 @@ class BrowserHarness:
 
 def _require_prerequisites() -> None:
     chromium = browser_settings().chromium_path
-    if not (Path(chromium).is_file() and os.access(chromium, os.X_OK)):
+    if not is_executable(chromium):
         pytest.fail(
-            f"Chromium not found at {chromium}: install Debian's chromium (make setup) "
-            "or set QUIZ_ARCHIVER_CHROMIUM_PATH",
+            f"Chromium not found at {chromium}: install Debian's chromium-headless-shell "
+            "(make setup) or set QUIZ_ARCHIVER_CHROMIUM_PATH",
             pytrace=False,
         )
     for package, entry in MATHJAX_ENTRIES.items():

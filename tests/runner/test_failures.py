@@ -79,6 +79,21 @@ def test_report_that_never_becomes_ready(moodle: FakeMoodle, tmp_path: Path) -> 
     assert job.status == "FAILED"
 
 
+def test_missing_chromium_fails_naming_the_path_and_the_setting(
+    moodle: FakeMoodle, tmp_path: Path
+) -> None:
+    job = moodle.create_job(moodle.create_quiz(attempts=1, with_formulas=False))
+    missing = tmp_path / "no-chromium"
+    result = run_fake_job(moodle, job, fast_settings(tmp_path, chromium_path=str(missing)))
+    assert result.outcome.phase is Phase.FAILED
+    assert result.outcome.message == (
+        f"RenderError: Chromium not found at {missing}: install Debian's "
+        "chromium-headless-shell or set MOODLE_ARCHIVER_CHROMIUM_PATH / "
+        "QUIZ_ARCHIVER_CHROMIUM_PATH to the Chromium executable"
+    )
+    assert job.status == "FAILED"
+
+
 def test_oversized_attachment(moodle: FakeMoodle, tmp_path: Path) -> None:
     job = moodle.create_job(moodle.create_quiz(attempts=1, attachments_per_attempt=1,
                                                with_formulas=False))

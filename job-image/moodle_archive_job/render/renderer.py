@@ -33,6 +33,7 @@ from .asset_cache import AssetCache, CachedAsset
 from .chromium import launch_args, proxy_settings
 from .diagnostics import write_diagnostics
 from .errors import IncompletePage, ReadinessTimeout, RenderError, first_line
+from .executable import chromium_executable
 from .pagelog import PageEvents
 from .paper import paper_size_css
 from .readiness import ProbeConfig, ProbeReport, probe_snapshot, wait_until_ready
@@ -96,10 +97,11 @@ class Renderer:
         self._numbers = itertools.count(1)
 
     async def __aenter__(self) -> Renderer:
+        executable = chromium_executable(self._settings)
         self._playwright = await async_playwright().start()
         try:
             self._browser = await self._playwright.chromium.launch(
-                executable_path=self._settings.chromium_path,
+                executable_path=executable,
                 args=launch_args(self._extra_args),
                 proxy=proxy_settings(self._settings),  # type: ignore[arg-type]
                 headless=True,
@@ -107,10 +109,8 @@ class Renderer:
         except PlaywrightError as exc:
             await self._playwright.stop()
             self._playwright = None
-            raise RenderError(
-                f"Chromium ({self._settings.chromium_path}) did not start: {first_line(exc)}"
-            ) from None
-        logger.info("Chromium %s started", self._browser.version)
+            raise RenderError(f"Chromium ({executable}) did not start: {first_line(exc)}") from None
+        logger.info("Chromium %s started (%s)", self._browser.version, executable)
         if self.assets is not None:
             self._fetcher = await self._playwright.request.new_context(
                 ignore_https_errors=self._settings.skip_https_cert_validation,
