@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 CACHE_DIR="${MOODLE_ARCHIVER_CACHE_DIR:-$HOME/.cache/moodle-archive-operator}"
 PY="${PYTHON:-python3}"
-APT_PACKAGES=(chromium ghostscript poppler-utils openjdk-17-jre-headless maven fonts-liberation fonts-dejavu-core fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji)
+# chromium-headless-shell renders (the runner's default); chromium is the previous default, which
+# the benches compare against.
+APT_PACKAGES=(chromium-headless-shell chromium ghostscript poppler-utils openjdk-17-jre-headless maven fonts-liberation fonts-dejavu-core fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -40,4 +42,4 @@ if [ ! -f "$mathjax_dir/.installed" ]; then
      mathjax2@npm:mathjax@2.7.9 mathjax3@npm:mathjax@3.2.2 mathjax4@npm:mathjax@4 >/dev/null)
   touch "$mathjax_dir/.installed"
 fi
-echo "setup: ready (.venv, Chromium $(chromium --version 2>/dev/null | awk '{print $2}'), MathJax in $mathjax_dir)"
+echo "setup: ready (.venv, Chromium $(chromium-headless-shell --version 2>/dev/null | awk '{print $2}'), MathJax in $mathjax_dir)"
