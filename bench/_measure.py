@@ -50,26 +50,34 @@ class TreeMemorySampler:
         self.sampler_cpu_seconds = 0.0  # this sampler's own cost (it runs in the caller)
         # pid -> kind, own CPU seconds, CPU seconds of its reaped children, parent pid
         self._cpu: dict[int, tuple[str, float, float, int]] = {}
-        self._last_seen: dict[int, int] = {}  # pid -> number of the last sample that saw it
         self._kinds: dict[tuple[int, float, str], str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def cpu_by_kind(self) -> dict[str, float]:
-        """Own CPU time of every process seen, plus what a parent reaped beyond that: the time
-        its children spent after their last sample, or children never sampled (the kind of
-        its sampled children that went away, else "<parent kind>'s children")."""
+        """Own CPU time of every process seen, plus what a parent reaped beyond what was seen
+        of its children's subtrees: the time they spent after their last sample, or children
+        never sampled (given to the most common kind among its children, else "<parent kind>'s
+        children"). A child's subtree counts once, by its own samples, even when its parent
+        reaped it after both were last sampled in the same round."""
+        children: dict[int, list[int]] = defaultdict(list)
+        for pid, (_, _, _, ppid) in self._cpu.items():
+            if ppid in self._cpu:
+                children[ppid].append(pid)
+        seen: dict[int, float] = {}
+
+        def subtree(pid: int) -> float:  # CPU time seen of pid and its descendants
+            if pid not in seen:
+                _, own, reaped, _ = self._cpu[pid]
+                seen[pid] = own + max(reaped, sum(subtree(c) for c in children[pid]))
+            return seen[pid]
+
         totals: dict[str, float] = defaultdict(float)
-        gone: dict[int, list[int]] = defaultdict(list)  # parent -> children gone before it
-        for pid, (kind, own, _, ppid) in self._cpu.items():
+        for pid, (kind, own, reaped, _) in self._cpu.items():
             totals[kind] += own
-            if ppid in self._last_seen and self._last_seen[pid] < self._last_seen[ppid]:
-                gone[ppid].append(pid)
-        for pid, (kind, _, reaped, _) in self._cpu.items():
-            children = gone.get(pid, [])
-            residual = reaped - sum(self._cpu[c][1] + self._cpu[c][2] for c in children)
+            residual = reaped - sum(subtree(c) for c in children[pid])
             if residual > 0:
-                kinds = [self._cpu[c][0] for c in children]
+                kinds = [self._cpu[c][0] for c in children[pid]]
                 totals[max(set(kinds), key=kinds.count) if kinds else f"{kind}'s children"] += (
                     residual
                 )
@@ -77,9 +85,13 @@ class TreeMemorySampler:
 
     def _kind(self, proc: psutil.Process) -> str:
         key = (proc.pid, proc.create_time(), proc.name())  # the name changes on exec
-        if key not in self._kinds:
-            self._kinds[key] = process_kind(proc)
-        return self._kinds[key]
+        kind = self._kinds.get(key)
+        if kind is None:
+            kind = process_kind(proc)
+            if kind == "other":  # between fork and exec, or exiting: keep what it was
+                return self._cpu[proc.pid][0] if proc.pid in self._cpu else kind
+            self._kinds[key] = kind
+        return kind
 
     def _sample(self) -> int:
         try:
@@ -97,7 +109,6 @@ class TreeMemorySampler:
                     times.children_user + times.children_system,
                     proc.ppid(),
                 )
-                self._last_seen[proc.pid] = self.samples
                 info = proc.memory_full_info()
                 total += getattr(info, "pss", 0) or info.rss
             except psutil.Error:
