@@ -44,6 +44,12 @@ def compare(chromium: Path, dpi: int, work: Path) -> str:
     old = rasterise(by_gs, dpi, work / "old")
     if len(new) != len(old):
         return f"{len(new)} pages by metadata, {len(old)} by Ghostscript"
+    return f"{len(new)} pages at {dpi} dpi: {pixel_difference(new, old)}"
+
+
+def pixel_difference(new: list[Image.Image], old: list[Image.Image]) -> str:
+    """How the pages `new` differ from `old` (as many, same order): share of pixels that
+    differ, the mean difference of those and the largest (a pixel's: its largest channel's)."""
     pixels = differing = total = largest = 0
     for a, b in zip(new, old, strict=True):
         if a.size != b.size:
@@ -56,7 +62,7 @@ def compare(chromium: Path, dpi: int, work: Path) -> str:
         total += sum(value * count for value, count in enumerate(histogram))
         largest = max(largest, diff.getextrema()[1])
     mean = total / differing if differing else 0.0
-    return (f"{len(new)} pages at {dpi} dpi: {differing / pixels:.4%} of pixels differ "
+    return (f"{differing / pixels:.4%} of pixels differ "
             f"(mean difference {mean:.1f}, largest {largest} of 255)")  # fmt: skip
 
 

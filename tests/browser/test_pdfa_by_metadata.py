@@ -5,8 +5,6 @@ without transparency, links, CJK, emoji and synthetic bold and italic. A page sh
 
 from __future__ import annotations
 
-import base64
-import io
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from pypdf import PdfReader
 
 from moodle_archive_job import pdfa_fixup, pdfa_policy
@@ -24,56 +21,14 @@ from moodle_archive_job.pdfa_checks import check
 from moodle_archive_job.pdfa_fixup import Unfixable, make_pdfa_by_metadata
 from moodle_archive_job.task import ImageOptimize, PaperFormat
 from tests.browser.conftest import BrowserHarness, browser_settings
-from tests.browser.moodle_sample import sample_html, serve_moodle_stand_in
-from tests.browser.pdfs import page, pdf_text
+from tests.browser.moodle_sample import serve_moodle_stand_in
+from tests.browser.pdf_pages import pdf_pages
+from tests.browser.pdfs import pdf_text
 from tests.support import verapdf
 
 pytestmark = [pytest.mark.browser, pytest.mark.pdfa]
 
 VERSION = "9.9.9-test"
-
-
-def _data_uri(image: Image.Image, kind: str) -> str:
-    out = io.BytesIO()
-    image.save(out, kind)
-    return f"data:image/{kind.lower()};base64,{base64.b64encode(out.getvalue()).decode()}"
-
-
-def _pages(origin: str) -> dict[str, str]:
-    photo = Image.effect_noise((640, 480), 60).convert("RGB")
-    logo = Image.new("RGBA", (200, 200), (200, 30, 30, 120))
-    svg = ('<svg width="120" height="60"><rect width="120" height="60" fill="teal" '
-           'fill-opacity="0.5"/><circle cx="30" cy="30" r="20" fill="orange"/></svg>')  # fmt: skip
-    mathjax = f'<script src="{origin}/npm/mathjax3/es5/tex-mml-chtml.js"></script>'
-    return {
-        "sample": sample_html(origin),
-        "mathjax": page(
-            "Formulas",
-            r'<p class="filter_mathjaxloader_equation">Inline \(\sqrt{\alpha}\) here.</p>'
-            r"<p>$$x^2 + \frac{a}{b} = \sum_{i=1}^n \beta_i \int_0^\infty e^{-t} dt$$</p>",
-            mathjax,
-        ),
-        "images": page(
-            "Images",
-            f'<img src="{_data_uri(photo, "JPEG")}" style="width: 300px">'
-            f'<img src="{_data_uri(logo, "PNG")}" style="width: 80px">{svg}'
-            '<div style="opacity: 0.6; background: linear-gradient(red, blue); width: 200px; '
-            'height: 40px; box-shadow: 4px 4px 8px rgba(0,0,0,0.5)">gradient</div>',
-        ),
-        "links": page(
-            "Links",
-            '<p><a href="https://moodle.example.org/mod/quiz/review.php?attempt=7">external</a>'
-            ' <a href="#end">to the end</a></p>'
-            '<div style="height: 1400px"></div><p id="end">the end</p>',
-        ),
-        "fonts": page(
-            "Schriften \u2013 Grüße 日本 <&>",  # a title XMP must carry as it is
-            "<p><b>Bold</b> <i>italic</i> <code>mono</code> Grüße naïve Ελληνικά Кириллица</p>"
-            '<p lang="ja">日本語のテキスト</p><p lang="zh">中文文本</p><p>😀 🎉 ✔</p>',
-        ),
-        # Characters no font has: Chromium shows glyph 0 (.notdef) of a CIDFont.
-        "tofu": page("Tofu", "<p>Private use: \U000f0000 \ue000 end</p>"),
-    }
 
 
 @dataclass
@@ -108,7 +63,7 @@ def rendered(
     paths = serve_moodle_stand_in(harness.server)
     try:
         assert harness.renderer is not None
-        for name, html in _pages(harness.server.origin).items():
+        for name, html in pdf_pages(harness.server.origin).items():
             pdf = chromium[name] = folder / f"{name}-chromium.pdf"
             harness.run(
                 harness.renderer.render_pdf(html, harness.server.origin, pdf, PaperFormat.A4)

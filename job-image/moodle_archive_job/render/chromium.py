@@ -10,6 +10,11 @@ from moodle_archive_job.settings import RunnerSettings
 
 # No traffic of Chromium's own (updates, sync, metrics, field trials); CORS off like the
 # reference worker, so the report on its fake URL may load Moodle's resources from anywhere.
+# The headless shell (the default executable) has no updater, sync, metrics or first-run UI:
+# none of the switches from --disable-background-networking to --no-default-browser-check is
+# in its 156 binary (`strings`), and --disable-client-side-phishing-detection is in neither of
+# Debian's 156 binaries. They stay for the full browser (the fallback, or a
+# QUIZ_ARCHIVER_CHROMIUM_PATH of the admin's choice, perhaps an older one).
 _BASE_ARGS = (
     "--disable-background-networking",
     "--disable-component-update",
