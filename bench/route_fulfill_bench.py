@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from bench._measure import process_kind  # noqa: E402
 from bench.render_bench import NODE_MODULES  # noqa: E402
 from moodle_archive_job.render.chromium import launch_args  # noqa: E402
+from moodle_archive_job.settings import RunnerSettings  # noqa: E402
 
 SCRIPT = (NODE_MODULES / "mathjax3" / "es5" / "tex-mml-chtml.js").read_bytes()
 PAGE = b"<html><body><script src='/mathjax.js'></script><p>A page</p></body></html>"
@@ -97,7 +98,7 @@ async def measure(origin: str, loads: int, rounds: int) -> dict[str, dict[str, f
     async with async_playwright() as playwright:
         driver = next(p for p in psutil.Process().children() if p.pid not in before)
         browser = await playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=launch_args()
+            executable_path=RunnerSettings().chromium_path, args=launch_args()
         )
         context = await browser.new_context()
         page = await context.new_page()
