@@ -381,6 +381,8 @@ class _JobRun:
 
 
 def _one_line(exc: BaseException) -> str:
-    known = isinstance(exc, JobFailed | MoodleError | AttemptFailed)
+    from .render import RenderError  # e.g. Chromium not found or not starting
+
+    known = isinstance(exc, JobFailed | MoodleError | AttemptFailed | RenderError)
     text = str(exc) if known else f"{type(exc).__name__}: {exc}"
     return one_line(text) or type(exc).__name__

@@ -87,7 +87,7 @@ def test_missing_chromium_fails_naming_the_path_and_the_setting(
     result = run_fake_job(moodle, job, fast_settings(tmp_path, chromium_path=str(missing)))
     assert result.outcome.phase is Phase.FAILED
     assert result.outcome.message == (
-        f"RenderError: Chromium not found at {missing}: install Debian's "
+        f"Chromium not found at {missing}: install Debian's "
         "chromium-headless-shell or set MOODLE_ARCHIVER_CHROMIUM_PATH / "
         "QUIZ_ARCHIVER_CHROMIUM_PATH to the Chromium executable"
     )
