@@ -8,7 +8,8 @@ the browser tests, fonts), print (print to PDF and write), PDF/A (previous: Ghos
 conversion and its checks; current: the runner's pdfa_policy) and ZIP (adding the PDF to
 the archive). The page's resources come from a loopback server in a child process (not
 counted); the Moodle stand-ins are tiny, so a real Moodle's theme CSS and JavaScript cost
-more in Chromium than here.
+more in Chromium than here (--theme bootstrap serves a theme of a real one's size, see
+bench/boost_theme.py).
 
 Each approach has its own Chromium (and Playwright driver), like one job each, with the
 asset cache on; attempts run one at a time, alternating between the approaches, so both see
@@ -17,6 +18,7 @@ approach's driver and Chromium processes, and the reaped Ghostscript children, b
 after each phase, and averaged over the measured attempts (after --warm-up ones).
 
     .venv/bin/python bench/attempt_profile.py [--attempts 10] [--warm-up 2]
+        [--theme stand-in|bootstrap]
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench._measure import process_kind  # noqa: E402
+from bench.boost_theme import THEMES, installed, serve_bootstrap_theme  # noqa: E402
 from bench.render_bench import LOOPBACK_ONLY, NODE_MODULES, settings  # noqa: E402
 from moodle_archive_job.archive_writer import ArchiveWriter  # noqa: E402
 from moodle_archive_job.attempt_outcomes import AttemptOutcomes  # noqa: E402
@@ -89,13 +92,15 @@ APPROACHES = (
 # --- the loopback server, in a child process ----------------------------------------------------
 
 
-def _serve(pipe: multiprocessing.connection.Connection) -> None:
+def _serve(pipe: multiprocessing.connection.Connection, theme: Path | None) -> None:
     from tests.browser.moodle_sample import serve_moodle_stand_in
     from tests.browser.server import LoopbackServer
 
     server = LoopbackServer(NODE_MODULES)
     server.start()
     serve_moodle_stand_in(server)
+    if theme is not None:
+        serve_bootstrap_theme(server, theme)
     server.extra_headers["/harness-static/mathjax/"] = {"Cache-Control": "public, max-age=86400"}
     body = moved_to(RESPONSE.read_text("utf-8"), server.origin)
     server.serve(WS_PATH, body, "application/json")
@@ -105,9 +110,11 @@ def _serve(pipe: multiprocessing.connection.Connection) -> None:
 
 
 @contextmanager
-def loopback_server() -> Iterator[str]:
+def loopback_server(theme: str = "stand-in") -> Iterator[str]:
+    """The sample's resources from a child process; theme: see bench/boost_theme.py."""
+    node_modules = installed() if theme == "bootstrap" else None
     parent, child = multiprocessing.Pipe()
-    process = multiprocessing.get_context("fork").Process(target=_serve, args=(child,))
+    process = multiprocessing.get_context("fork").Process(target=_serve, args=(child, node_modules))
     process.start()
     try:
         yield parent.recv()
@@ -291,6 +298,8 @@ def main() -> int:
         "--approach", action="append", default=[], metavar="NAME=CHROMIUM ARGS",
         help="compare these instead (extra Chromium arguments; repeatable)",
     )  # fmt: skip
+    parser.add_argument("--theme", choices=THEMES, default="stand-in",
+                        help="the sample's theme CSS (bench/boost_theme.py)")  # fmt: skip
     args = parser.parse_args()
     approaches = [
         Approach(name, tuple(extra.split()))
@@ -300,7 +309,8 @@ def main() -> int:
         f"{a.name}: Chromium {' '.join(a.chromium_args) or 'as launched by chromium.py'}"
         for a in approaches
     ))  # fmt: skip
-    with loopback_server() as origin, tempfile.TemporaryDirectory() as scratch:
+    print(f"Theme: {args.theme}")
+    with loopback_server(args.theme) as origin, tempfile.TemporaryDirectory() as scratch:
         ledgers = asyncio.run(
             profile(approaches, origin, args.attempts, args.warm_up, Path(scratch))
         )

@@ -20,6 +20,7 @@ import resource
 import sys
 import tempfile
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,8 +30,21 @@ from bench._measure import Measured, run_measured  # noqa: E402
 from moodle_archive_job.settings import RunnerSettings  # noqa: E402
 from tests.fakemoodle import FakeMoodle  # noqa: E402
 
+FAKE_MOODLE = "fake Moodle (bench process)"
+RUN_JOB = "import sys; from moodle_archive_job.cli import main; sys.exit(main())"
 
-def run_once(moodle: FakeMoodle, attempts: int, concurrency: int | None) -> Measured:
+
+def run_once(
+    moodle: FakeMoodle,
+    attempts: int,
+    concurrency: int | None,
+    checkout: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Measured:
+    """One job of `attempts` attempts through `moodle-archiver run-job`, measured; its
+    cpu_by_kind holds the fake Moodle's CPU time too (FAKE_MOODLE). checkout: run that git
+    checkout's runner (its job-image and operator first on PYTHONPATH, this Python) instead
+    of this one's installed command; env: added to the runner's environment."""
     quiz = moodle.create_quiz(attempts=attempts, with_formulas=True)
     job = moodle.create_job(quiz, timeout_min=600)
     jobid = str(uuid.uuid4())
@@ -38,19 +52,25 @@ def run_once(moodle: FakeMoodle, attempts: int, concurrency: int | None) -> Meas
     with tempfile.TemporaryDirectory() as tmp:
         request = Path(tmp) / "request.json"
         request.write_text(json.dumps(job.request_body))
-        env = {**os.environ, "QUIZ_ARCHIVER_WORK_DIR": tmp}
+        run_env = {**os.environ, **(env or {}), "QUIZ_ARCHIVER_WORK_DIR": tmp}
         if concurrency is not None:
-            env["QUIZ_ARCHIVER_ATTEMPT_CONCURRENCY"] = str(concurrency)
+            run_env["QUIZ_ARCHIVER_ATTEMPT_CONCURRENCY"] = str(concurrency)
+        command = [str(REPO / ".venv/bin/moodle-archiver")]
+        if checkout is not None:
+            command = [sys.executable, "-c", RUN_JOB]
+            run_env["PYTHONPATH"] = os.pathsep.join(
+                str(checkout / d) for d in ("job-image", "operator")
+            )
         own_before = _own_cpu_seconds()
         measured = run_measured(
-            [str(REPO / ".venv/bin/moodle-archiver"), "run-job", "--request", str(request),
-             "--job-id", jobid, "--log-format", "json"],
-            env,
-        )
+            [*command, "run-job", "--request", str(request), "--job-id", jobid,
+             "--log-format", "json"],
+            run_env,
+        )  # fmt: skip
         fake_moodle = _own_cpu_seconds() - own_before - measured.sampler_cpu_seconds
     if measured.exit_code != 0 or moodle.job(jobid).status_name != "FINISHED":
         raise SystemExit(f"run failed (exit {measured.exit_code}):\n{measured.stderr_tail}")
-    measured.cpu_by_kind["fake Moodle (bench process)"] = fake_moodle
+    measured.cpu_by_kind[FAKE_MOODLE] = fake_moodle
     return measured
 
 
@@ -61,7 +81,7 @@ def _own_cpu_seconds() -> float:
 
 def _report(label: str, attempts: int, m: Measured) -> None:
     runner = m.cpu_seconds / attempts
-    moodle = m.cpu_by_kind["fake Moodle (bench process)"] / attempts
+    moodle = m.cpu_by_kind[FAKE_MOODLE] / attempts
     print(f"{label:>16}: {attempts} attempts in {m.seconds:6.1f} s = "
           f"{attempts / m.seconds:5.2f} attempts/s, peak memory {m.peak_bytes / 2**20:6.0f} MiB, "
           f"CPU {runner:.2f} s/attempt (runner tree) + {moodle:.2f} (fake Moodle); "

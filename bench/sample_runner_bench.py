@@ -7,21 +7,21 @@ The fake Moodle answers every report call with the real sample page (tests/fixtu
 moved to a loopback server in a child process that serves the Moodle stand-ins of the
 browser tests and MathJax 3 with a CDN's Cache-Control). The baseline runs from a temporary
 git worktree of REV with the same Python environment. The two runs alternate (baseline,
-current, baseline, ...) with --rounds > 1, so both see the same machine load.
+current, baseline, ...) with --rounds > 1, so both see the same machine load. The theme
+CSS is a one-rule stand-in unless --theme bootstrap (Bootstrap 5.3 and Font Awesome 6 from
+npm, the size of a real Boost theme: bench/boost_theme.py).
 
     .venv/bin/python bench/sample_runner_bench.py [--attempts 100] [--baseline REV]
-        [--rounds 1] [--concurrency N]
+        [--rounds 1] [--concurrency N] [--theme stand-in|bootstrap]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,12 +31,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench._measure import Measured, run_measured  # noqa: E402
+from bench._measure import Measured  # noqa: E402
 from bench.attempt_profile import loopback_server  # noqa: E402
+from bench.boost_theme import THEMES  # noqa: E402
+from bench.runner_bench import FAKE_MOODLE, run_once  # noqa: E402
 from tests.browser.moodle_sample import sample_html  # noqa: E402
 from tests.fakemoodle import FakeMoodle, ws_functions  # noqa: E402
 
-RUN_JOB = "import sys; from moodle_archive_job.cli import main; sys.exit(main())"
+PDFA_ON = {"QUIZ_ARCHIVER_PDFA_CONVERSION": "true"}
 
 
 @contextmanager
@@ -52,50 +54,25 @@ def baseline_checkout(rev: str) -> Iterator[Path]:
                            check=False)  # fmt: skip
 
 
-def run_once(
-    moodle: FakeMoodle, checkout: Path, attempts: int, concurrency: int | None
-) -> Measured:
-    quiz = moodle.create_quiz(attempts=attempts, with_formulas=True)
-    job = moodle.create_job(quiz, timeout_min=600)
-    jobid = str(uuid.uuid4())
-    moodle.register_job(job, jobid)
-    with tempfile.TemporaryDirectory() as tmp:
-        request = Path(tmp) / "request.json"
-        request.write_text(json.dumps(job.request_body))
-        env = {
-            **os.environ,
-            "PYTHONPATH": f"{checkout / 'job-image'}{os.pathsep}{checkout / 'operator'}",
-            "QUIZ_ARCHIVER_WORK_DIR": tmp,
-            "QUIZ_ARCHIVER_PDFA_CONVERSION": "true",
-        }
-        if concurrency is not None:
-            env["QUIZ_ARCHIVER_ATTEMPT_CONCURRENCY"] = str(concurrency)
-        measured = run_measured(
-            [sys.executable, "-c", RUN_JOB, "run-job", "--request", str(request),
-             "--job-id", jobid, "--log-format", "json"],
-            env,
-        )  # fmt: skip
-    if measured.exit_code != 0 or moodle.job(jobid).status_name != "FINISHED":
-        raise SystemExit(f"run failed (exit {measured.exit_code}):\n{measured.stderr_tail}")
-    return measured
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attempts", type=int, default=100)
     parser.add_argument("--baseline", help="git revision of the previous approach")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--concurrency", type=int, help="instead of the default")
+    parser.add_argument("--theme", choices=THEMES, default="stand-in",
+                        help="the sample's theme CSS (bench/boost_theme.py)")  # fmt: skip
     args = parser.parse_args()
 
     results: dict[str, list[Measured]] = defaultdict(list)
-    with loopback_server() as origin, FakeMoodle(report_latency=0.0) as moodle:
+    with loopback_server(args.theme) as origin, FakeMoodle(report_latency=0.0) as moodle:
         html = sample_html(origin)
         ws_functions.render_report = lambda *_args, **_kwargs: html  # type: ignore[assignment]
         with _checkouts(args.baseline) as checkouts:
             for _ in range(args.rounds):
                 for label, checkout in checkouts.items():
-                    m = run_once(moodle, checkout, args.attempts, args.concurrency)
+                    m = run_once(moodle, args.attempts, args.concurrency, checkout, PDFA_ON)
+                    m.cpu_by_kind.pop(FAKE_MOODLE)  # not the runner's
                     results[label].append(m)
                     top = sorted(m.cpu_by_kind.items(), key=lambda item: -item[1])[:5]
                     print(f"  {label}: {args.attempts} attempts in {m.seconds:.1f} s, "
@@ -104,7 +81,7 @@ def main() -> int:
                           + f"), peak {m.peak_bytes / 2**30:.2f} GiB PSS, load average "
                           f"{os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     _report(results, args.attempts)
-    print(f"(real Moodle 5.0 sample, PDF/A on, concurrency "
+    print(f"(real Moodle 5.0 sample, theme {args.theme}, PDF/A on, concurrency "
           f"{args.concurrency or 'default'}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f})")  # fmt: skip
     return 0

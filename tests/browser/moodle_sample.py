@@ -10,6 +10,7 @@ from tests.browser.server import LoopbackServer
 SAMPLE = Path(__file__).parents[1] / "fixtures" / "moodle-5.0" / "moodle-5.0-attempt-report.html"
 SAMPLE_ORIGIN = "http://127.0.0.1:8080"
 REVISION = "1795832315"
+THEME_PATH = f"/theme/styles.php/boost/{REVISION}_1795832527/all"
 
 JAVASCRIPT_STATIC = """
 M.util = M.util || {};
@@ -79,7 +80,7 @@ def serve_moodle_stand_in(server: LoopbackServer) -> list[str]:
     files = {
         f"{base}/javascript-static.js": (JAVASCRIPT_STATIC, "application/javascript"),
         f"{base}/requirejs/require.min.js": (REQUIRE_STAND_IN, "application/javascript"),
-        f"/theme/styles.php/boost/{REVISION}_1795832527/all": (THEME_STAND_IN, "text/css"),
+        THEME_PATH: (THEME_STAND_IN, "text/css"),
     }
     for path, (body, content_type) in files.items():
         server.serve(path, body, content_type)
