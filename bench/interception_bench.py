@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.boost_theme import THEMES, installed, serve_bootstrap_theme  # noqa: E402
-from bench.render_bench import NODE_MODULES  # noqa: E402
+from bench.render_bench import NODE_MODULES, tree_cpu_seconds  # noqa: E402
 from moodle_archive_job.render.chromium import launch_args  # noqa: E402
 from moodle_archive_job.settings import RunnerSettings  # noqa: E402
 from tests.browser.moodle_sample import sample_html, serve_moodle_stand_in  # noqa: E402
@@ -50,14 +50,7 @@ class Mode:
     cpu_per_page: list[float] = field(default_factory=list)
 
     def cpu(self) -> float:
-        total = 0.0
-        for proc in [self.chromium, *self.chromium.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-            except psutil.Error:
-                continue
-            total += times.user + times.system + times.children_user + times.children_system
-        return total
+        return tree_cpu_seconds(self.chromium)
 
 
 async def open_mode(pw: object, name: str, routed: bool) -> Mode:

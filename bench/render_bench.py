@@ -68,9 +68,9 @@ def settings() -> RunnerSettings:
     )
 
 
-def tree_cpu_seconds() -> float:
-    """CPU time of this process and its descendants, including reaped ones."""
-    root = psutil.Process()
+def tree_cpu_seconds(root: psutil.Process | None = None) -> float:
+    """CPU time of `root` (this process by default) and its descendants, reaped ones too."""
+    root = root or psutil.Process()
     total = 0.0
     for proc in [root, *root.children(recursive=True)]:
         try:
