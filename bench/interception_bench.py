@@ -1,15 +1,18 @@
 """What Playwright's request interception costs Chromium on the real Moodle 5.0 sample:
 CPU-seconds of Chromium per page (load, MathJax, print to PDF, back to about:blank) with no
-route at all against a route that only lets every request through (`route.continue_`).
+route at all against a route that only lets every request through (`route.continue_`), and
+against no route but Chromium's cache cleared after every page, as the runner's wipe does.
 
 With any route on a context Playwright turns Chromium's cache off, so each page parses its
 stylesheets, decodes its fonts and parses its scripts again, and every request makes a trip
 through the driver; without routes Chromium's memory and HTTP caches serve the repeats. The
 runner routes every request (the report's URL, the asset cache, the login-redirect guard),
-so this is the share a narrower interception could save. The sample's resources (the Moodle
-stand-ins, MathJax 3 with a CDN's Cache-Control, --theme as in bench/boost_theme.py) come
-from a loopback server in this process; each mode has its own Chromium (launched like the
-runner's) with one context and page, and the modes alternate page by page.
+so this is the share a narrower interception could save, provided that the wipe between
+attempts keeps Chromium's cache (the third mode shows what clearing it costs). The sample's
+resources (the Moodle stand-ins, MathJax 3 with a CDN's Cache-Control, --theme as in
+bench/boost_theme.py) come from a loopback server in this process; each mode has its own
+Chromium (launched like the runner's) with one context and page, and the modes alternate
+page by page.
 
     .venv/bin/python bench/interception_bench.py [--pages 12] [--warm-up 2]
         [--theme stand-in|bootstrap]
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, CDPSession, Page, async_playwright
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -47,13 +50,14 @@ class Mode:
     browser: Browser
     page: Page
     chromium: psutil.Process
+    cdp: CDPSession | None = None  # clears Chromium's cache after every page when set
     cpu_per_page: list[float] = field(default_factory=list)
 
     def cpu(self) -> float:
         return tree_cpu_seconds(self.chromium)
 
 
-async def open_mode(pw: object, name: str, routed: bool) -> Mode:
+async def open_mode(pw: object, name: str, routed: bool, clear_cache: bool = False) -> Mode:
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     browser = await pw.chromium.launch(  # type: ignore[attr-defined]
         executable_path=RunnerSettings().chromium_path, args=launch_args(), headless=True
@@ -65,7 +69,9 @@ async def open_mode(pw: object, name: str, routed: bool) -> Mode:
     context = await browser.new_context(viewport={"width": 1280, "height": 720})
     if routed:
         await context.route("**/*", lambda route: route.continue_())
-    return Mode(name, browser, await context.new_page(), chromium)
+    page = await context.new_page()
+    cdp = await context.new_cdp_session(page) if clear_cache else None
+    return Mode(name, browser, page, chromium, cdp)
 
 
 async def one_page(mode: Mode, url: str) -> float:
@@ -74,13 +80,16 @@ async def one_page(mode: Mode, url: str) -> float:
     await mode.page.wait_for_timeout(MATHJAX_SETTLE_MS)
     await mode.page.pdf(format="A4")
     await mode.page.goto("about:blank")
+    if mode.cdp is not None:
+        await mode.cdp.send("Network.clearBrowserCache")
     return mode.cpu() - before
 
 
 async def measure(origin: str, pages: int, warm_up: int) -> list[Mode]:
     async with async_playwright() as pw:
         modes = [await open_mode(pw, "no route", False),
-                 await open_mode(pw, "pass-through route", True)]  # fmt: skip
+                 await open_mode(pw, "pass-through route", True),
+                 await open_mode(pw, "cache cleared", False, clear_cache=True)]  # fmt: skip
         for n in range(warm_up + pages):
             for mode in modes:
                 cpu = await one_page(mode, origin + PAGE_PATH)
@@ -112,7 +121,7 @@ def main() -> int:
         server.stop()
     for mode in modes:
         mean = sum(mode.cpu_per_page) / len(mode.cpu_per_page)
-        print(f"  {mode.name:<20} {mean:.3f} CPU-s of Chromium per page "
+        print(f"  {mode.name:<19} {mean:.3f} CPU-s of Chromium per page "
               f"(min {min(mode.cpu_per_page):.3f}, max {max(mode.cpu_per_page):.3f})")  # fmt: skip
     print(f"({args.pages} pages each, theme {args.theme}, {RunnerSettings().chromium_path}, "
           f"load average {os.getloadavg()[0]:.1f})")  # fmt: skip
