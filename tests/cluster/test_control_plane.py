@@ -13,6 +13,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.support.cluster_fixtures import client_for_token, eventually
+from tests.support.kubeapi import read_or_none
 
 pytestmark = pytest.mark.cluster
 
@@ -149,11 +150,7 @@ def test_ttl_after_finished_deletes_the_job(api_client: client.ApiClient, namesp
     )
 
     def job_gone() -> bool:
-        try:
-            batch.read_namespaced_job("short", namespace)
-        except ApiException as err:
-            return err.status == 404
-        return False
+        return read_or_none(lambda: batch.read_namespaced_job("short", namespace)) is None
 
     eventually(job_gone, what="the TTL-after-finished controller to delete the Job")
 

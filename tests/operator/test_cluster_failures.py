@@ -13,6 +13,7 @@ from tests.operator.conftest import KWOK, RUN_FOREVER, Harness
 from tests.operator.leaks import assert_no_token_leak
 from tests.operator.test_cluster_flow import FAST_RUNNER
 from tests.support.cluster_fixtures import eventually
+from tests.support.kubeapi import read_or_none
 
 pytestmark = pytest.mark.cluster
 
@@ -212,13 +213,7 @@ def test_deleting_an_archivejob_whose_runner_works_tells_moodle_failed(harness: 
 
 
 def _gone(read: Any) -> bool:
-    from kubernetes.client.rest import ApiException
-
-    try:
-        read()
-    except ApiException as exc:
-        return exc.status == 404
-    return False
+    return read_or_none(read) is None
 
 
 def test_a_missing_token_secret_fails_the_archivejob(harness: Harness) -> None:
