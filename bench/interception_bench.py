@@ -1,18 +1,20 @@
-"""What Playwright's request interception costs Chromium on the real Moodle 5.0 sample:
-CPU-seconds of Chromium per page (load, MathJax, print to PDF, back to about:blank) with no
-route at all against a route that only lets every request through (`route.continue_`), and
-against no route but Chromium's cache cleared after every page, as the runner's wipe does.
+"""What request interception costs Chromium on the real Moodle 5.0 sample: CPU-seconds of
+Chromium per page (load, MathJax, print to PDF, back to about:blank) with no interception at
+all, against a Playwright route that only lets every request through (`route.continue_`),
+against no route but Chromium's cache cleared after every page (as the runner's wipe did
+until session 6), and against the runner's own interception (render/interceptor.py and
+render/routes.py: Chromium's Fetch domain, the job's asset cache, the cache kept).
 
 With any route on a context Playwright turns Chromium's cache off, so each page parses its
 stylesheets, decodes its fonts and parses its scripts again, and every request makes a trip
 through the driver; without routes Chromium's memory and HTTP caches serve the repeats. The
-runner routes every request (the report's URL, the asset cache, the login-redirect guard),
-so this is the share a narrower interception could save, provided that the wipe between
-attempts keeps Chromium's cache (the third mode shows what clearing it costs). The sample's
+runner used to route every request (the report's URL, the asset cache, the login-redirect
+guard); the last mode shows what its Fetch-domain interception leaves of that. The sample's
 resources (the Moodle stand-ins, MathJax 3 with a CDN's Cache-Control, --theme as in
 bench/boost_theme.py) come from a loopback server in this process; each mode has its own
 Chromium (launched like the runner's) with one context and page, and the modes alternate
-page by page.
+page by page. In the runner's mode the report is answered on its own URL from memory, as
+the runner does.
 
     .venv/bin/python bench/interception_bench.py [--pages 12] [--warm-up 2]
         [--theme stand-in|bootstrap]
@@ -35,7 +37,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.boost_theme import THEMES, installed, serve_bootstrap_theme  # noqa: E402
 from bench.render_bench import NODE_MODULES, tree_cpu_seconds  # noqa: E402
+from moodle_archive_job.render.asset_cache import AssetCache  # noqa: E402
 from moodle_archive_job.render.chromium import launch_args  # noqa: E402
+from moodle_archive_job.render.interceptor import FetchInterceptor  # noqa: E402
+from moodle_archive_job.render.routes import AttemptRoutes, RouteLog, moodle_roots  # noqa: E402
 from moodle_archive_job.settings import RunnerSettings  # noqa: E402
 from tests.browser.moodle_sample import sample_html, serve_moodle_stand_in  # noqa: E402
 from tests.browser.server import LoopbackServer  # noqa: E402
@@ -51,13 +56,17 @@ class Mode:
     page: Page
     chromium: psutil.Process
     cdp: CDPSession | None = None  # clears Chromium's cache after every page when set
+    routes: AttemptRoutes | None = None  # the runner's interception, per page
     cpu_per_page: list[float] = field(default_factory=list)
 
     def cpu(self) -> float:
         return tree_cpu_seconds(self.chromium)
 
 
-async def open_mode(pw: object, name: str, routed: bool, clear_cache: bool = False) -> Mode:
+async def open_mode(
+    pw: object, name: str, routed: bool, clear_cache: bool = False, runners: str = ""
+) -> Mode:
+    """runners: the origin, for the runner's interception of the report at PAGE_PATH."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     browser = await pw.chromium.launch(  # type: ignore[attr-defined]
         executable_path=RunnerSettings().chromium_path, args=launch_args(), headless=True
@@ -70,16 +79,34 @@ async def open_mode(pw: object, name: str, routed: bool, clear_cache: bool = Fal
     if routed:
         await context.route("**/*", lambda route: route.continue_())
     page = await context.new_page()
-    cdp = await context.new_cdp_session(page) if clear_cache else None
-    return Mode(name, browser, page, chromium, cdp)
+    cdp = await context.new_cdp_session(page) if clear_cache or runners else None
+    if not runners:
+        return Mode(name, browser, page, chromium, cdp)
+    assert cdp is not None
+    routes = AttemptRoutes(
+        FetchInterceptor(cdp),
+        page_url=runners + PAGE_PATH,
+        html=sample_html(runners),
+        roots=moodle_roots(runners, sample_html(runners)),
+        prevent_login_redirect=True,
+        assets=AssetCache(),
+        fetcher=await pw.request.new_context(),  # type: ignore[attr-defined]
+        fetch_timeout_sec=30,
+        log=RouteLog("bench"),
+    )
+    return Mode(name, browser, page, chromium, routes=routes)
 
 
 async def one_page(mode: Mode, url: str) -> float:
     before = mode.cpu()
+    if mode.routes is not None:
+        await mode.routes.interceptor.enable(mode.routes.patterns(), mode.routes.handle)
     await mode.page.goto(url, wait_until="load")
     await mode.page.wait_for_timeout(MATHJAX_SETTLE_MS)
     await mode.page.pdf(format="A4")
     await mode.page.goto("about:blank")
+    if mode.routes is not None:
+        await mode.routes.interceptor.disable()
     if mode.cdp is not None:
         await mode.cdp.send("Network.clearBrowserCache")
     return mode.cpu() - before
@@ -89,7 +116,8 @@ async def measure(origin: str, pages: int, warm_up: int) -> list[Mode]:
     async with async_playwright() as pw:
         modes = [await open_mode(pw, "no route", False),
                  await open_mode(pw, "pass-through route", True),
-                 await open_mode(pw, "cache cleared", False, clear_cache=True)]  # fmt: skip
+                 await open_mode(pw, "cache cleared", False, clear_cache=True),
+                 await open_mode(pw, "runner's Fetch", False, runners=origin)]  # fmt: skip
         for n in range(warm_up + pages):
             for mode in modes:
                 cpu = await one_page(mode, origin + PAGE_PATH)

@@ -14,7 +14,7 @@ from PIL import Image
 from moodle_archive_job.logs import register_secret, unregister_secret
 from moodle_archive_job.render import Renderer, RenderResult
 from moodle_archive_job.task import PaperFormat
-from tests.browser.conftest import BrowserHarness
+from tests.browser.conftest import NODE_MODULES, BrowserHarness
 from tests.browser.pdfs import page, pdf_text
 from tests.browser.server import LoopbackServer
 
@@ -24,6 +24,7 @@ TOKEN = "0123456789abcdef0123456789abcdef"
 FOREVER = {"Cache-Control": "public, max-age=31536000, immutable"}
 # path -> (body, content type, headers, fetches expected for the whole job)
 KEPT = "kept"
+FONT = b"font from the MathJax package"
 EVERY_TIME = "every time"
 
 
@@ -40,7 +41,8 @@ ASSETS: dict[str, tuple[bytes | str, str, dict[str, str], str]] = {
         "h1 { font-family: t, sans-serif; color: rgb(10, 20, 30); }",
         "text/css", {}, KEPT,
     ),
-    "/theme/font.php/boost/core/7/t.woff2": (b"not really a font", "font/woff2", {}, KEPT),
+    # A real font: Chromium's memory cache keeps no font it could not decode.
+    "/theme/font.php/boost/core/7/t.woff2": (FONT, "font/woff2", {}, KEPT),
     "/theme/image.php/boost/core/7/i": (png(), "image/png", {}, KEPT),
     # A fixed URL (MathJax from a CDN): kept because HTTP says so.
     "/cdn/loader.js": (
@@ -78,6 +80,9 @@ BODY = (
 def assets(server: LoopbackServer) -> Iterator[LoopbackServer]:
     register_secret(TOKEN)
     for path, (body, content_type, headers, _) in ASSETS.items():
+        if body is FONT:
+            font = NODE_MODULES / "@mathjax/mathjax-newcm-font/chtml/woff2/mjx-ncm-v.woff2"
+            body = font.read_bytes()
         server.serve(path, body, content_type, 200, headers)
     server.delay("/cdn/loader.js", 0.5)  # pages in flight ask for it while it is on its way
     yield server
@@ -87,28 +92,37 @@ def assets(server: LoopbackServer) -> Iterator[LoopbackServer]:
     unregister_secret(TOKEN)
 
 
-def render_batch(harness: BrowserHarness, tmp_path: Path, names: range) -> list[RenderResult]:
-    assert harness.renderer is not None
-    renderer = harness.renderer
+def render_batches(
+    harness: BrowserHarness, tmp_path: Path, batches: list[range], **settings: object
+) -> tuple[list[RenderResult], Renderer]:
+    """Each batch's pages in flight at once, one batch after the other, in one job."""
+    from tests.browser.conftest import browser_settings
+
     origin = harness.server.origin
     html = page("Report", BODY, f'<base href="{origin}/">{HEAD}')
 
-    async def all_at_once() -> list[RenderResult]:
-        return await asyncio.gather(
-            *(
-                renderer.render_pdf(html, origin, tmp_path / f"{n}.pdf", PaperFormat.A4)
-                for n in names
+    async def use(renderer: Renderer) -> tuple[list[RenderResult], Renderer]:
+        results: list[RenderResult] = []
+        for names in batches:
+            results += await asyncio.gather(
+                *(
+                    renderer.render_pdf(html, origin, tmp_path / f"{n}.pdf", PaperFormat.A4)
+                    for n in names
+                )
             )
-        )
+        return results, renderer
 
-    return harness.run(all_at_once())
+    return harness.with_renderer(browser_settings(), use, **settings)
 
 
 def test_static_assets_are_fetched_once_per_job(
     harness: BrowserHarness, assets: LoopbackServer, tmp_path: Path
 ) -> None:
-    results = render_batch(harness, tmp_path, range(3))  # three pages in flight at once
-    results += render_batch(harness, tmp_path, range(3, 5))  # and later ones
+    """Every attempt in a browser context of its own (max_uses=1), so that Chromium's own
+    cache, which a context keeps from one attempt to the next, answers nothing here."""
+    results, renderer = render_batches(
+        harness, tmp_path, [range(3), range(3, 5)], max_uses=1
+    )  # three pages in flight at once, and later ones
 
     for result in results:
         text = pdf_text(result.pdf_path)
@@ -117,8 +131,30 @@ def test_static_assets_are_fetched_once_per_job(
     for path, (_, _, _, expected) in ASSETS.items():
         fetched = len(assets.requested(path))
         assert fetched == (1 if expected == KEPT else len(results)), (path, fetched)
-    assert harness.renderer is not None and harness.renderer.assets is not None
-    assert harness.renderer.assets.size_bytes > 0
+    assert renderer.assets is not None
+    assert renderer.assets.size_bytes > 0
+    assert renderer.assets.hits >= 4 * 4  # the four kept assets, for the later four pages
+
+
+def test_a_reused_context_gets_kept_assets_from_chromiums_cache(
+    harness: BrowserHarness, assets: LoopbackServer, tmp_path: Path
+) -> None:
+    """One context for all attempts (one at a time): the assets kept for the job reach the
+    later pages from Chromium's memory cache, without a request for the asset cache (no
+    hits), while responses that HTTP lets no cache keep are still fetched for every page."""
+    results, renderer = render_batches(harness, tmp_path, [range(1), range(1, 2), range(2, 3)])
+
+    for result in results:
+        text = pdf_text(result.pdf_path)
+        assert "Attempt report" in text
+        assert "cached script ran" in text
+    assert renderer.assets is not None
+    assert renderer.assets.hits == 0
+    for path in ("/cdn/loader.js", "/theme/styles.php/boost/7_8/all",
+                 "/theme/image.php/boost/core/7/i"):  # fmt: skip
+        assert len(assets.requested(path)) == 1, path
+    for path in ("/cdn/no-store.js", "/cdn/no-freshness.js", "/theme/styles.php/boost/-1/dev"):
+        assert len(assets.requested(path)) == 3, path
 
 
 def test_without_the_cache_every_attempt_fetches_again(
@@ -138,38 +174,3 @@ def test_without_the_cache_every_attempt_fetches_again(
 
     assert len(assets.requested("/theme/styles.php/boost/7_8/all")) == 2
     assert len(assets.requested("/cdn/loader.js")) == 2
-
-
-def test_kept_bodies_outlive_the_browser_context_that_fetched_them(
-    harness: BrowserHarness, assets: LoopbackServer, tmp_path: Path
-) -> None:
-    """Kept bodies are answered from the driver's copy of the job's own fetch (not sent from
-    Python each time); it lives as long as the job, not as the page's browser context: here
-    each context serves one attempt (max_uses=1) and later ones still get the kept bodies."""
-    from tests.browser.conftest import browser_settings
-
-    html = page("Report", BODY, f'<base href="{assets.origin}/">{HEAD}')
-
-    async def three(renderer: Renderer) -> tuple[list[str], list[bool]]:
-        texts = []
-        for n in range(3):
-            result = await renderer.render_pdf(
-                html, assets.origin, tmp_path / f"{n}.pdf", PaperFormat.A4
-            )
-            texts.append(pdf_text(result.pdf_path))
-        assert renderer.assets is not None
-        held = [
-            renderer.assets.get(assets.origin + path) is not None
-            and renderer.assets.get(assets.origin + path).held is not None  # type: ignore[union-attr]
-            for path in ("/cdn/loader.js", "/theme/styles.php/boost/7_8/all")
-        ]
-        return texts, held
-
-    texts, held = harness.with_renderer(browser_settings(), three, max_uses=1)
-
-    for text in texts:
-        assert "Attempt report" in text
-        assert "cached script ran" in text
-    assert held == [True, True]
-    assert len(assets.requested("/cdn/loader.js")) == 1
-    assert len(assets.requested("/theme/styles.php/boost/7_8/all")) == 1

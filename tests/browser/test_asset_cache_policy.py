@@ -14,7 +14,7 @@ from moodle_archive_job.render.cache_policy import (
     carries_secret,
     is_revisioned,
     lifetime,
-    may_route,
+    may_fetch,
 )
 
 ROOTS = ["https://m.example/moodle"]
@@ -49,7 +49,7 @@ def test_moodle_revisioned_urls(url: str, revisioned: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "routed"),
+    ("url", "fetched"),
     [
         ("https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js", True),
         ("https://m.example/theme/styles.php/boost/1/all", True),
@@ -65,8 +65,8 @@ def test_moodle_revisioned_urls(url: str, revisioned: bool) -> None:
         ("data:image/png;base64,AAAA", False),
     ],
 )
-def test_never_cached_urls_are_not_even_routed(url: str, routed: bool) -> None:
-    assert may_route(url) is routed
+def test_never_cached_urls_are_not_even_fetched(url: str, fetched: bool) -> None:
+    assert may_fetch(url) is fetched
 
 
 def test_requests_showing_the_token_are_never_kept() -> None:

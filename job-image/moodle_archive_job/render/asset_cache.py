@@ -1,16 +1,12 @@
 """Static page resources of one job, in memory, shared by all its concurrent pages.
 
-Every attempt gets a wiped browser context (the HTTP cache is cleared), so without this each
-report would download MathJax (about 1 MB and its fonts), the theme's stylesheets, fonts
-and images and Moodle's JavaScript again. What may be kept and for how long is
-cache_policy's decision. Bounded by the size of the bodies (least recently used out first);
-a body larger than a quarter of the bound is passed on but not kept. Concurrent requests
-for a URL not yet kept share one fetch (`fetch_once`).
-
-An entry may also hold the Playwright response it was fetched as (`held`): its body stays
-in Playwright's driver, so a page is answered from there without the bytes passing through
-Python and the driver's protocol each time (bench/route_fulfill_bench.py). `on_drop` is
-told of every entry the cache lets go, to release that copy.
+Each browser context has a cache of its own, and contexts come and go (one per slot, each
+serving at most 20 attempts, slots.py), so without this each new context would download
+MathJax (about 1 MB and its fonts), the theme's stylesheets, fonts and images and Moodle's
+JavaScript again. What may be kept and for how long is cache_policy's decision. Bounded by
+the size of the bodies (least recently used out first); a body larger than a quarter of the
+bound is passed on but not kept. Concurrent requests for a URL not yet kept share one fetch
+(`fetch_once`).
 """
 
 from __future__ import annotations
@@ -21,10 +17,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from playwright.async_api import APIResponse
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 # The body is stored decoded; these would describe the encoded one.
@@ -38,7 +30,6 @@ class CachedAsset:
     body: bytes
     patched: bool  # a Moodle script whose login redirect was taken out
     expires: float = math.inf  # time.monotonic() after which it is stale
-    held: APIResponse | None = None  # the same body, kept in Playwright's driver
 
 
 def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -46,13 +37,8 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class AssetCache:
-    def __init__(
-        self,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        on_drop: Callable[[CachedAsset], None] | None = None,
-    ) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self.on_drop = on_drop
         self.max_entry_bytes = max_bytes // 4
         self._entries: OrderedDict[str, CachedAsset] = OrderedDict()
         self._bytes = 0
@@ -131,5 +117,3 @@ class AssetCache:
         old = self._entries.pop(url, None)
         if old is not None:
             self._bytes -= len(old.body)
-            if self.on_drop is not None:
-                self.on_drop(old)

@@ -1,8 +1,9 @@
 """Which page resources the job's asset cache may keep, and for how long.
 
-Never kept, never even routed through Python (the pattern below): anything Moodle answers
-per user or per request: web service and AJAX calls, files served by pluginfile.php (any
-flavour), login pages, and URLs with a token or session key in the query. Beyond that, a
+Never kept, never even fetched by the job (the pattern below; Chromium fetches them for the
+page itself, see routes.py): anything Moodle answers per user or per request: web service
+and AJAX calls, files served by pluginfile.php (any flavour), login pages, and URLs with a
+token or session key in the query. Beyond that, a
 request whose URL or headers carry a registered secret (the job's token, see logs.py) or an
 Authorization header is never kept either.
 
@@ -30,9 +31,9 @@ from urllib.parse import urlsplit
 
 from moodle_archive_job.logs import redact
 
-# Regex for Playwright's router (matched in the driver): http(s) URLs that are no web
-# service, AJAX, pluginfile or login URL and carry no token or session key in the query.
-ROUTED_URL = re.compile(
+# http(s) URLs that are no web service, AJAX, pluginfile or login URL and carry no token or
+# session key in the query: the ones the asset cache may fetch.
+FETCHABLE_URL = re.compile(
     r"^https?://"
     r"(?![^?#]*(?:pluginfile\.php|/webservice/|/lib/ajax/|/login/))"
     r"(?![^#]*[?&](?:ws)?token=)(?![^#]*[?&]sesskey=)",
@@ -52,13 +53,13 @@ _REVISIONED_SCRIPT = re.compile(
 _QUERY_REVISION = re.compile(r"(?:^|&)(?:rev=|file=/|file=%2F)(\d+)(?:[&/]|%2F|$)", re.I)
 
 
-def may_route(url: str) -> bool:
-    return bool(ROUTED_URL.match(url))
+def may_fetch(url: str) -> bool:
+    return bool(FETCHABLE_URL.match(url))
 
 
 def carries_secret(url: str, headers: Mapping[str, str]) -> bool:
     """The request shows the job's token (or any registered secret) or credentials."""
-    if redact(url) != url or not may_route(url):
+    if redact(url) != url or not may_fetch(url):
         return True
     for name, value in headers.items():
         if name.lower() == "authorization" or redact(value) != value:

@@ -16,7 +16,6 @@ from typing import Any
 
 from playwright.async_api import (
     APIRequestContext,
-    APIResponse,
     Browser,
     BrowserContext,
     Page,
@@ -29,7 +28,7 @@ from moodle_archive_job.atomic_file import write_bytes_atomically
 from moodle_archive_job.settings import RunnerSettings
 from moodle_archive_job.task import PaperFormat
 
-from .asset_cache import AssetCache, CachedAsset
+from .asset_cache import AssetCache
 from .chromium import launch_args, proxy_settings
 from .diagnostics import write_diagnostics
 from .errors import IncompletePage, ReadinessTimeout, RenderError, first_line
@@ -39,7 +38,7 @@ from .paper import paper_size_css
 from .readiness import ProbeConfig, ProbeReport, probe_snapshot, wait_until_ready
 from .resources import ResourceTracker, blocking
 from .result import ReadyState, RenderResult
-from .routes import RouteLog, install_routes, moodle_roots
+from .routes import AttemptRoutes, RouteLog, moodle_roots
 from .slots import DEFAULT_MAX_USES, PageSlot, SlotPool
 from .urls import loggable_url
 
@@ -49,8 +48,6 @@ DEFAULT_STALL_GRACE_SEC = 10.0
 # Readiness markers of a probe that gave up waiting for something still loading.
 _GAVE_UP_MARKERS = ("mathjax-not-found", "page-load-incomplete")
 _PRINT_TIMEOUT_SEC = 120.0
-# A dropped asset's driver copy outlives answers that took the entry just before.
-_RELEASE_DELAY_SEC = 60.0
 _DEMO_SCRIPT = resources.files(__package__).joinpath("demo.js").read_text("utf-8")
 
 
@@ -61,12 +58,13 @@ class Renderer:
     browser context with one page to itself for the time of the call (a slot, see slots.py);
     concurrent calls never share one. Slots are reused by later calls, which saves a new
     renderer process per attempt, and wiped after each attempt: the page leaves the report,
-    and its sessionStorage, window.name, the routes (installed per attempt, for the attempt's
-    own unique URL), the cookies, the HTTP cache and every storage of the origins it showed
-    are cleared. A slot whose attempt failed is closed, not reused; so is one after
-    `max_uses` attempts. Only static resources that HTTP or Moodle's revisioned URLs let a
-    cache keep are kept across attempts (`assets`, see cache_policy), and the V8 code
-    compiled in a slot's renderer process.
+    the request interception ends (it is set up per attempt, for the attempt's own unique
+    URL), and its sessionStorage, window.name, the cookies and every storage of the origins
+    it showed are cleared. A slot whose attempt failed is closed, not reused; so is one after
+    `max_uses` attempts. Kept across attempts: static resources that HTTP or Moodle's
+    revisioned URLs let a cache keep (`assets`, shared by all slots, see cache_policy),
+    Chromium's own HTTP and memory caches of a slot (unless `assets` is off) and the V8
+    code compiled in a slot's renderer process.
     """
 
     def __init__(
@@ -87,11 +85,14 @@ class Renderer:
             stall_grace_sec=min(stall_grace_sec, settings.wait_for_ready_signal_timeout_sec),
         ).script()
         cache_bytes = settings.asset_cache_mib * 1024 * 1024
-        self.assets = AssetCache(cache_bytes, self._release) if cache_bytes > 0 else None
-        # Fetches the kept assets; their bodies stay in the driver (routes.py, asset_cache).
+        self.assets = AssetCache(cache_bytes) if cache_bytes > 0 else None
+        # Fetches the assets to keep and the scripts to patch (routes.py).
         self._fetcher: APIRequestContext | None = None
-        self._releases: set[asyncio.Task[None]] = set()
-        self._slots = SlotPool(self._new_context, self._probe, max_uses)
+        # Scripts patched so far: a slot's later pages get them from Chromium's memory cache.
+        self._patched_scripts: set[str] = set()
+        self._slots = SlotPool(
+            self._new_context, self._probe, max_uses, keep_http_cache=self.assets is not None
+        )
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._numbers = itertools.count(1)
@@ -111,11 +112,10 @@ class Renderer:
             self._playwright = None
             raise RenderError(f"Chromium ({executable}) did not start: {first_line(exc)}") from None
         logger.info("Chromium %s started (%s)", self._browser.version, executable)
-        if self.assets is not None:
-            self._fetcher = await self._playwright.request.new_context(
-                ignore_https_errors=self._settings.skip_https_cert_validation,
-                proxy=proxy_settings(self._settings),  # type: ignore[arg-type]
-            )
+        self._fetcher = await self._playwright.request.new_context(
+            ignore_https_errors=self._settings.skip_https_cert_validation,
+            proxy=proxy_settings(self._settings),  # type: ignore[arg-type]
+        )
         return self
 
     async def __aexit__(
@@ -155,7 +155,7 @@ class Renderer:
         QUIZ_ARCHIVER_CONTINUE_AFTER_READY_SIGNAL_TIMEOUT is off. When it raises and
         `diagnostics` is given, that folder receives the diagnostics (diagnostics.py).
         """
-        if self._browser is None or not self._browser.is_connected():
+        if self._browser is None or not self._browser.is_connected() or self._fetcher is None:
             raise RenderError("the browser is not running")
         # The pipeline's folder (attempt-<id>) tells concurrent renders apart in the log.
         label = f"render#{next(self._numbers)} {pdf_path.parent.name}"
@@ -194,9 +194,11 @@ class Renderer:
         except PlaywrightError as exc:
             raise RenderError(f"{label}: could not open a page: {first_line(exc)}") from None
         print_incomplete = final and self._settings.allow_incomplete_pages
+        assert self._fetcher is not None
         attempt = _AttemptRender(
-            self._settings, slot, label, started, self.assets, self._on_phase, self._fetcher
-        )
+            self._settings, slot, label, started, self.assets, self._on_phase, self._fetcher,
+            self._patched_scripts,
+        )  # fmt: skip
         try:
             result = await attempt.run(html, base_url, pdf_path, paper_format, print_incomplete)
         except (RenderError, PlaywrightError) as exc:
@@ -214,20 +216,6 @@ class Renderer:
         await self._slots.give_back(slot, label)
         return result
 
-    def _release(self, entry: CachedAsset) -> None:
-        """Free the driver's copy of an asset the cache let go (after answers under way)."""
-        held = entry.held
-        if held is None:
-            return
-        loop = asyncio.get_running_loop()
-
-        def dispose() -> None:
-            task = loop.create_task(_dispose(held))
-            self._releases.add(task)
-            task.add_done_callback(self._releases.discard)
-
-        loop.call_later(_RELEASE_DELAY_SEC, dispose)
-
     async def _new_context(self) -> BrowserContext:
         assert self._browser is not None
         width = self._settings.report_base_viewport_width
@@ -239,7 +227,7 @@ class Renderer:
         }
         proxy = proxy_settings(self._settings)
         if proxy is not None:
-            options["proxy"] = proxy  # also for route.fetch() of the script patcher
+            options["proxy"] = proxy
         try:
             context = await self._browser.new_context(**options)
         except PlaywrightError as exc:
@@ -248,11 +236,6 @@ class Renderer:
             self._settings.wait_for_navigation_timeout_sec * 1000
         )
         return context
-
-
-async def _dispose(response: APIResponse) -> None:
-    with contextlib.suppress(PlaywrightError):  # the job's fetcher is gone already
-        await response.dispose()
 
 
 class _AttemptRender:
@@ -264,10 +247,12 @@ class _AttemptRender:
         started: float,
         assets: AssetCache | None,
         on_phase: Callable[[str], None] | None,
-        fetcher: APIRequestContext | None = None,
+        fetcher: APIRequestContext,
+        patched_scripts: set[str],
     ) -> None:
         self.assets = assets
         self.fetcher = fetcher
+        self.patched_scripts = patched_scripts
         self.on_phase = on_phase
         self.settings = settings
         self.slot = slot
@@ -294,17 +279,18 @@ class _AttemptRender:
         # Unique per call: concurrent attempts never answer each other's page.
         self.page_url = page_url = f"{base}/mock/attempt/{secrets.token_hex(8)}"
         self.resources.page_url = page_url
-        await install_routes(
-            self.slot.context,
+        routes = AttemptRoutes(
+            self.slot.interceptor,
             page_url=page_url,
             html=html,
             roots=moodle_roots(base, html),
             prevent_login_redirect=settings.prevent_redirect_to_login,
             assets=self.assets,
+            fetcher=self.fetcher,
             fetch_timeout_sec=settings.wait_for_navigation_timeout_sec,
             log=self.routes,
-            fetcher=self.fetcher,
         )
+        await self.slot.interceptor.enable(routes.patterns(), routes.handle)
         page = self.slot.page
         self.events.attach(page)
         self.resources.attach(page)
@@ -345,7 +331,7 @@ class _AttemptRender:
             ready_state=ready_state,
             readiness_markers=report.markers if report else (),
             blocked_login_requests=tuple(self.routes.blocked_login_requests) + prevented,
-            patched_scripts=tuple(self.routes.patched_scripts),
+            patched_scripts=self._scripts_patched(),
             page_errors=self.events.page_errors,
             failed_requests=self.events.failed_requests,
             timings=dict(self.timings),
@@ -379,6 +365,14 @@ class _AttemptRender:
         late = self.resources.arrived_after(ready_at)
         if late:
             raise IncompletePage([p.line() for p in late])
+
+    def _scripts_patched(self) -> tuple[str, ...]:
+        """Scripts the page got with their login redirect taken out: patched for it, or a
+        patched copy from Chromium's cache (never paused, so only the page's requests tell)."""
+        self.patched_scripts.update(self.routes.patched_scripts)
+        requested = (loggable_url(url) for url in self.resources.requested_urls())
+        served = [url for url in requested if url in self.patched_scripts]
+        return tuple(dict.fromkeys(self.routes.patched_scripts + served))
 
     def explain(self, error: RenderError) -> RenderError:
         """The failed render's cause: a resource that did not load, if one did not."""

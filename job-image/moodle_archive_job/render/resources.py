@@ -189,6 +189,9 @@ class ResourceTracker(PageListener):
                     )
         return found
 
+    def requested_urls(self) -> list[str]:
+        return [entry.url for entry in self._entries]
+
     def requests(self) -> list[dict[str, Any]]:
         """Every request of the render (tokens redacted), for the diagnostics."""
         return [entry.as_dict(self._origin) for entry in self._entries]

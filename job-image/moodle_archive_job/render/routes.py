@@ -1,33 +1,37 @@
-"""Request routing of one attempt's browser context.
+"""What one attempt's page gets for each request Chromium pauses (interceptor.py).
 
 * The report HTML is answered on a fake URL of the Moodle site, so the page has Moodle's
   origin and RequireJS/AJAX run same-origin.
 * Static resources (stylesheets, fonts, images, scripts, MathJax; not web service, AJAX,
-  pluginfile or login URLs) go through the job's asset cache: fetched once per job by
-  whichever page asks first, then answered from memory (asset_cache, cache_policy). With
-  the job's `fetcher` (a Playwright request context that lives as long as the job), a kept
-  body is answered from the driver's copy of the fetched response, not sent from Python.
-  The fetcher sends the page's request as it is (its headers), with its own cookie jar,
-  which a page never sees; no response that sets a cookie is kept (cache_policy).
+  pluginfile or login URLs) come from the job's asset cache: fetched once per job by
+  whichever page asks first, then answered from memory (asset_cache, cache_policy). The
+  job's `fetcher` (a Playwright request context that lives as long as the job) sends the
+  page's request as it is (its headers, less conditional ones), with its own cookie jar,
+  which a page never sees; no response that sets a cookie is kept (cache_policy). A kept
+  asset is answered with a Cache-Control for the time the asset cache keeps it, so
+  Chromium's memory cache answers the slot's next attempts without pausing the request.
 * With QUIZ_ARCHIVER_PREVENT_REDIRECT_TO_LOGIN: requests to login/*.php are aborted, and
   Moodle's own scripts lose their "redirect to the login page" snippet (the patched copy is
   what the cache keeps).
+* Everything else goes on to Chromium's cache and the network as it is.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from playwright.async_api import APIRequestContext, APIResponse, BrowserContext, Route
+from playwright.async_api import APIRequestContext
 from playwright.async_api import Error as PlaywrightError
 
 from .asset_cache import AssetCache, CachedAsset, stored_headers
-from .cache_policy import ROUTED_URL, carries_secret, is_revisioned, lifetime
+from .cache_policy import carries_secret, is_revisioned, lifetime
 from .errors import first_line
+from .interceptor import FetchInterceptor, PausedRequest, wildcard
 from .login_redirect import LOGIN_URL_PATTERN, patch_login_redirect
 from .resources import network_cause
 from .urls import loggable_url
@@ -37,6 +41,13 @@ logger = logging.getLogger(__name__)
 # What the asset cache handles; media (ranges of large files), documents and the rest pass.
 _KEPT_TYPES = frozenset({"script", "stylesheet", "font", "image", "fetch", "xhr"})
 _BASE_HREF = re.compile(r"""<base\s[^>]*?href\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
+# Request headers the fetcher does not pass on: a conditional request would be answered 304,
+# which is nothing to keep or to answer a page with.
+_CONDITIONAL = frozenset({"if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
+                          "if-range", "range"})  # fmt: skip
+# Response headers replaced by the one Cache-Control the page gets.
+_FRESHNESS = frozenset({"cache-control", "expires", "pragma", "age"})
+_MAX_AGE_SEC = 365 * 24 * 3600
 
 
 @dataclass
@@ -44,25 +55,9 @@ class RouteLog:
     label: str
     blocked_login_requests: list[str] = field(default_factory=list)
     patched_scripts: list[str] = field(default_factory=list)
-    # Resources the route could not fetch: loggable URL -> cause ("timed out after 30 s"),
+    # Resources the fetcher could not fetch: loggable URL -> cause ("timed out after 30 s"),
     # for resources.py, which sees only Chromium's net::ERR_FAILED.
     fetch_failures: dict[str, str] = field(default_factory=dict)
-
-
-def _closing_is_fine(
-    handler: Callable[[Route], Awaitable[None]],
-) -> Callable[[Route], Awaitable[None]]:
-    """A route answered while its context closes (render failed or finished) is no error."""
-
-    async def wrapped(route: Route) -> None:
-        try:
-            await handler(route)
-        except PlaywrightError as exc:
-            logger.debug(
-                "route of %s not answered: %s", loggable_url(route.request.url), first_line(exc)
-            )
-
-    return wrapped
 
 
 def _fetch_cause(exc: PlaywrightError, timeout_sec: float) -> str:
@@ -96,74 +91,87 @@ def moodle_script_pattern(roots: Iterable[str]) -> re.Pattern[str]:
     )
 
 
-async def install_routes(
-    context: BrowserContext,
-    *,
-    page_url: str,
-    html: str,
-    roots: list[str],
-    prevent_login_redirect: bool,
-    assets: AssetCache | None,
-    fetch_timeout_sec: float,
-    log: RouteLog,
-    fetcher: APIRequestContext | None = None,
-) -> None:
-    """Route the report page, static resources through the job's asset cache (None: off),
-    and (with prevent_login_redirect) login requests and Moodle's scripts."""
-
-    async def answer_report(route: Route) -> None:
-        await route.fulfill(status=200, content_type="text/html; charset=utf-8", body=html)
-
-    async def block_login(route: Route) -> None:
-        request = route.request
-        url = loggable_url(request.url)
-        log.blocked_login_requests.append(url)
-        logger.info("%s: blocked a request to the login page %s", log.label, url)
-        # "blockedbyclient" on a navigation makes Chromium show its "page blocked" error page,
-        # which would then be printed; "aborted" leaves the report in place.
-        await route.abort("aborted" if request.is_navigation_request() else "blockedbyclient")
-
-    scripts = moodle_script_pattern(roots)
-    resources = _ResourceRoute(
-        roots, assets, fetch_timeout_sec, log, fetcher,
-        patches=(lambda url: bool(scripts.match(url))) if prevent_login_redirect else None,
-    )  # fmt: skip
-    if assets is not None:
-        await context.route(ROUTED_URL, _closing_is_fine(resources.handle))
-    elif prevent_login_redirect:
-        await context.route(scripts, _closing_is_fine(resources.handle))
+def interception_patterns(
+    page_url: str, roots: Iterable[str], *, prevent_login_redirect: bool, assets: bool
+) -> list[dict[str, str]]:
+    """Chromium's Fetch patterns for one attempt: only these requests are paused."""
+    stage = {"requestStage": "Request"}
+    patterns = [{"urlPattern": wildcard(page_url), "resourceType": "Document", **stage}]
     if prevent_login_redirect:
-        await context.route(LOGIN_URL_PATTERN, _closing_is_fine(block_login))
-    page_pattern = re.compile("^" + re.escape(page_url) + "$")
-    await context.route(page_pattern, _closing_is_fine(answer_report))
+        patterns.append({"urlPattern": "*/login/*", **stage})
+    if assets:
+        patterns += [{"urlPattern": "*", "resourceType": kind, **stage} for kind in _PAUSED_TYPES]
+    elif prevent_login_redirect:  # only Moodle's own scripts, to patch
+        patterns += [
+            {"urlPattern": wildcard(root) + "/*", "resourceType": "Script", **stage}
+            for root in roots
+        ]
+    return patterns
 
 
-class _ResourceRoute:
-    """Subresources: from the asset cache when kept, else fetched (once for all pages when
-    they may be kept); Moodle's scripts with their login redirect taken out (`patches`)."""
+_PAUSED_TYPES = ("Script", "Stylesheet", "Font", "Image", "XHR", "Fetch")  # _KEPT_TYPES
+
+
+class AttemptRoutes:
+    """Answers the requests of one attempt's page (the interceptor's handler)."""
 
     def __init__(
         self,
+        interceptor: FetchInterceptor,
+        *,
+        page_url: str,
+        html: str,
         roots: list[str],
+        prevent_login_redirect: bool,
         assets: AssetCache | None,
+        fetcher: APIRequestContext,
         fetch_timeout_sec: float,
         log: RouteLog,
-        fetcher: APIRequestContext | None,
-        patches: Callable[[str], bool] | None,
     ) -> None:
+        self.interceptor = interceptor
+        self.page_url = page_url
+        self.html = html.encode("utf-8")
         self.roots = roots
+        self.prevent_login_redirect = prevent_login_redirect
         self.assets = assets
         self.fetcher = fetcher
-        self.timeout_ms = fetch_timeout_sec * 1000
+        self.timeout_sec = fetch_timeout_sec
         self.log = log
-        self.patches = patches
+        scripts = moodle_script_pattern(roots)
+        self.patches: Callable[[str], bool] | None = (
+            (lambda url: bool(scripts.match(url))) if prevent_login_redirect else None
+        )
 
-    async def handle(self, route: Route) -> None:
-        request = route.request
+    def patterns(self) -> list[dict[str, str]]:
+        return interception_patterns(
+            self.page_url, self.roots,
+            prevent_login_redirect=self.prevent_login_redirect, assets=self.assets is not None,
+        )  # fmt: skip
+
+    async def handle(self, request: PausedRequest) -> None:
         url = request.url
-        if request.method != "GET" or request.is_navigation_request():
-            await route.fallback()
-            return
+        if request.is_navigation and url == self.page_url:
+            await self.interceptor.fulfill(request, 200, _REPORT_HEADERS, self.html)
+        elif self.prevent_login_redirect and LOGIN_URL_PATTERN.match(url):
+            await self._block_login(request)
+        elif request.method != "GET" or request.is_navigation:
+            await self.interceptor.pass_on(request)
+        else:
+            await self._resource(request)
+
+    async def _block_login(self, request: PausedRequest) -> None:
+        url = loggable_url(request.url)
+        self.log.blocked_login_requests.append(url)
+        logger.info("%s: blocked a request to the login page %s", self.log.label, url)
+        # "BlockedByClient" on a navigation makes Chromium show its "page blocked" error page,
+        # which would then be printed; "Aborted" leaves the report in place.
+        reason = "Aborted" if request.is_navigation else "BlockedByClient"
+        await self.interceptor.fail(request, reason)
+
+    async def _resource(self, request: PausedRequest) -> None:
+        """From the asset cache when kept, else fetched (once for all pages when it may be
+        kept); Moodle's scripts with their login redirect taken out."""
+        url = request.url
         patch = (
             self.patches is not None and request.resource_type == "script" and self.patches(url)
         )
@@ -173,90 +181,130 @@ class _ResourceRoute:
             or carries_secret(url, request.headers)
         ):
             if patch:
-                await self._fetch_and_answer(route, patch)
+                await self._fetch_and_answer(request, patch)
             else:
-                await route.fallback()
+                await self.interceptor.pass_on(request)
             return
         try:
-            entry = await self.assets.fetch_once(url, lambda: self._fetch_to_keep(route, patch))
+            entry = await self.assets.fetch_once(url, lambda: self._fetch_to_keep(request, patch))
         except PlaywrightError as exc:
-            await self._fetch_failed(route, exc)
+            await self._fetch_failed(request, exc)
             return
-        except _NotKept as kept_not:
-            try:
-                await self._answer(route, kept_not.response, kept_not.body, kept_not.patched)
-            finally:
-                if self.fetcher is not None:  # the job's fetcher would keep it until the end
-                    await kept_not.response.dispose()
+        except _NotKept as not_kept:
+            await self._answer(request, not_kept.fetched, not_kept.body, not_kept.patched)
             return
         if entry is None:  # someone else's fetch may not be kept or failed: our own
-            await self._fetch_and_answer(route, patch)
+            await self._fetch_and_answer(request, patch)
             return
         if entry.patched:
             self.log.patched_scripts.append(loggable_url(url))
-        if entry.held is not None:  # the body from the driver's copy
-            await route.fulfill(response=entry.held, status=entry.status, headers=entry.headers)
-        else:
-            await route.fulfill(status=entry.status, headers=entry.headers, body=entry.body)
+        await self.interceptor.fulfill(request, entry.status, kept_headers(entry), entry.body)
 
-    async def _fetch_to_keep(self, route: Route, patch: bool) -> CachedAsset | None:
-        assert self.assets is not None
-        if self.fetcher is not None:  # the same request, from a context that outlives pages
-            response = await self.fetcher.fetch(route.request, timeout=self.timeout_ms)
-        else:
-            response = await route.fetch(timeout=self.timeout_ms)
-        body = await response.body()
-        patched = patch_login_redirect(body) if patch else None
-        revisioned = response.url == route.request.url and is_revisioned(
-            route.request.url, self.roots
+    async def _fetch(self, request: PausedRequest) -> _Fetched:
+        response = await self.fetcher.fetch(
+            request.url,
+            method="GET",
+            headers=forwarded_headers(request.headers),
+            timeout=self.timeout_sec * 1000,
         )
-        seconds = lifetime(response.status, response.headers, revisioned=revisioned)
+        try:
+            return _Fetched.from_array(
+                response.status, response.url, response.headers_array, await response.body()
+            )
+        finally:
+            await response.dispose()
+
+    async def _fetch_to_keep(self, request: PausedRequest, patch: bool) -> CachedAsset | None:
+        assert self.assets is not None
+        fetched = await self._fetch(request)
+        patched = patch_login_redirect(fetched.body) if patch else None
+        body = patched or fetched.body
+        headers = fetched.header_dict()
+        revisioned = fetched.url == request.url and is_revisioned(request.url, self.roots)
+        seconds = lifetime(fetched.status, headers, revisioned=revisioned)
         expires = time.monotonic() + (seconds or 0)
-        if seconds is None or not self.assets.would_keep(len(patched or body), expires):
-            raise _NotKept(response, patched or body, patched is not None)
-        held = response if self.fetcher is not None and patched is None else None
-        if self.fetcher is not None and held is None:
-            await response.dispose()  # a patched body is sent from Python
+        if seconds is None or not self.assets.would_keep(len(body), expires):
+            raise _NotKept(fetched, body, patched is not None)
         return CachedAsset(
-            status=response.status,
-            headers=stored_headers(response.headers),
-            body=patched or body,
+            status=fetched.status,
+            headers=stored_headers(headers),
+            body=body,
             patched=patched is not None,
             expires=expires,
-            held=held,
         )
 
-    async def _fetch_and_answer(self, route: Route, patch: bool) -> None:
+    async def _fetch_and_answer(self, request: PausedRequest, patch: bool) -> None:
         try:
-            response = await route.fetch(timeout=self.timeout_ms)
-            body = await response.body()
+            fetched = await self._fetch(request)
         except PlaywrightError as exc:
-            await self._fetch_failed(route, exc)
+            await self._fetch_failed(request, exc)
             return
-        patched = patch_login_redirect(body) if patch else None
-        await self._answer(route, response, patched or body, patched is not None)
+        patched = patch_login_redirect(fetched.body) if patch else None
+        await self._answer(request, fetched, patched or fetched.body, patched is not None)
 
     async def _answer(
-        self, route: Route, response: APIResponse, body: bytes, patched: bool
+        self, request: PausedRequest, fetched: _Fetched, body: bytes, patched: bool
     ) -> None:
+        """A response that is not kept, with its own headers: Chromium caches it, or not, as
+        HTTP says."""
         if patched:
-            url = loggable_url(route.request.url)
+            url = loggable_url(request.url)
             self.log.patched_scripts.append(url)
             logger.debug("%s: removed the login redirect from %s", self.log.label, url)
-        await route.fulfill(response=response, body=body)
+        headers = [(k, v) for k, v in fetched.headers if k.lower() not in _BODY_HEADERS]
+        await self.interceptor.fulfill(request, fetched.status, headers, body)
 
-    async def _fetch_failed(self, route: Route, exc: PlaywrightError) -> None:
-        url = loggable_url(route.request.url)
-        self.log.fetch_failures[url] = _fetch_cause(exc, self.timeout_ms / 1000)
+    async def _fetch_failed(self, request: PausedRequest, exc: PlaywrightError) -> None:
+        url = loggable_url(request.url)
+        self.log.fetch_failures[url] = _fetch_cause(exc, self.timeout_sec)
         logger.debug("%s: could not fetch %s: %s", self.log.label, url, first_line(exc))
-        await route.abort("failed")
+        await self.interceptor.fail(request, "Failed")
+
+
+_REPORT_HEADERS = (("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"))
+# The fetcher's body is decoded; these would describe the encoded one.
+_BODY_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
+
+
+def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in _CONDITIONAL}
+
+
+def kept_headers(entry: CachedAsset) -> list[tuple[str, str]]:
+    """A kept asset's headers, with Chromium told to keep it as long as the asset cache does."""
+    remaining = entry.expires - time.monotonic()
+    seconds = _MAX_AGE_SEC if math.isinf(remaining) else max(0, min(int(remaining), _MAX_AGE_SEC))
+    headers = [(k, v) for k, v in entry.headers.items() if k.lower() not in _FRESHNESS]
+    headers.append(("Cache-Control", f"max-age={seconds}"))
+    return headers
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    status: int
+    url: str  # after redirects
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header_dict(self) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for name, value in self.headers:
+            key = name.lower()
+            joint = "\n" if key == "set-cookie" else ", "
+            merged[key] = f"{merged[key]}{joint}{value}" if key in merged else value
+        return merged
+
+    @classmethod
+    def from_array(cls, status: int, url: str, array: Iterable[Mapping[str, str]],
+                   body: bytes) -> _Fetched:  # fmt: skip
+        return cls(status, url, [(h["name"], h["value"]) for h in array], body)
 
 
 class _NotKept(Exception):
     """The response of a shared fetch that may not be kept: only its own request gets it."""
 
-    def __init__(self, response: APIResponse, body: bytes, patched: bool) -> None:
+    def __init__(self, fetched: _Fetched, body: bytes, patched: bool) -> None:
         super().__init__("not kept")
-        self.response = response
+        self.fetched = fetched
         self.body = body
         self.patched = patched

@@ -4,10 +4,16 @@ A fresh context per attempt costs about a CPU-second (a new renderer process, it
 Blink, the context's network stack); reusing one page in one context keeps the renderer
 process and its compiled code. Isolation between attempts comes from `PageSlot.wipe`, run
 after every attempt: the tab leaves the report for about:blank (its scripts, timers and
-requests end with it), sessionStorage of its frames, window.name, the routes, the
-cookies, the HTTP cache and the storage of every origin its frames showed (local storage,
+requests end with it), the request interception ends, and sessionStorage of its frames,
+window.name, the cookies and the storage of every origin its frames showed (local storage,
 IndexedDB, Cache Storage, file systems, ...) are cleared. A slot whose attempt failed in
 any way, whose wipe failed, or that has served `max_uses` attempts is closed instead.
+
+Chromium's HTTP and memory caches are kept from one attempt to the next of the same job
+(`keep_http_cache`): they hold responses as HTTP lets a browser keep them, all asked for
+without the cookies of an earlier attempt, and they spare every attempt parsing the theme's
+stylesheets, decoding its fonts and compiling MathJax again (bench/interception_bench.py).
+With the job's asset cache off they are cleared too, so that every attempt fetches anew.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from playwright.async_api import BrowserContext, CDPSession, Frame, Page
 from playwright.async_api import Error as PlaywrightError
 
 from .errors import first_line
+from .interceptor import FetchInterceptor
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +44,7 @@ class PageSlot:
     context: BrowserContext
     page: Page
     cdp: CDPSession
+    interceptor: FetchInterceptor
     uses: int = 0
     origins: set[str] = field(default_factory=set)  # whose storage the next wipe clears
 
@@ -48,7 +56,7 @@ class PageSlot:
         if parts.scheme in ("http", "https") and parts.netloc:
             self.origins.add(f"{parts.scheme}://{parts.netloc}")
 
-    async def wipe(self) -> None:
+    async def wipe(self, clear_http_cache: bool) -> None:
         """Leave no trace of the last attempt for the next one (see the module docstring)."""
         async with asyncio.timeout(_WIPE_TIMEOUT_SEC):
             for frame in self.page.frames:  # sessionStorage belongs to the tab, per origin
@@ -57,9 +65,10 @@ class PageSlot:
                         await frame.evaluate(_CLEAR_SESSION_STORAGE)
             await self.page.goto("about:blank")
             await self.page.evaluate("() => { window.name = ''; }")
-            await self.context.unroute_all(behavior="ignoreErrors")
+            await self.interceptor.disable()
             await self.context.clear_cookies()
-            await self.cdp.send("Network.clearBrowserCache")
+            if clear_http_cache:
+                await self.cdp.send("Network.clearBrowserCache")
             for origin in sorted(self.origins):
                 await self.cdp.send(
                     "Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"}
@@ -84,10 +93,12 @@ class SlotPool:
         new_context: Callable[[], Awaitable[BrowserContext]],
         init_script: str,
         max_uses: int,
+        keep_http_cache: bool = True,
     ) -> None:
         self._new_context = new_context
         self._init_script = init_script
         self._max_uses = max_uses
+        self._keep_http_cache = keep_http_cache
         self._idle: list[PageSlot] = []
 
     async def take(self) -> PageSlot:
@@ -102,7 +113,7 @@ class SlotPool:
             with contextlib.suppress(PlaywrightError):
                 await context.close()
             raise
-        slot = PageSlot(context, page, cdp)
+        slot = PageSlot(context, page, cdp, FetchInterceptor(cdp))
         slot.track_origins()
         return slot
 
@@ -113,7 +124,7 @@ class SlotPool:
             await slot.close(label)
             return
         try:
-            await slot.wipe()
+            await slot.wipe(clear_http_cache=not self._keep_http_cache)
         except (PlaywrightError, TimeoutError) as exc:
             logger.debug("%s: the browser context could not be wiped: %s", label, first_line(exc))
             await slot.close(label)
