@@ -170,3 +170,17 @@ def test_cacheable_moodle_scripts_are_fetched_once_per_job(
     for result in results:  # patched once, the patched copy served from the cache
         assert result.patched_scripts == (f"{moodle.origin}/lib/requirejs.php/7/core/ajax.js",)
         assert_report_not_login(result, moodle)
+
+
+def test_the_guard_works_without_the_asset_cache(
+    harness: BrowserHarness, moodle: LoopbackServer, tmp_path: Path
+) -> None:
+    """Without the asset cache only the report, login URLs and Moodle's scripts are paused."""
+    head = '<script src="lib/requirejs.php/1/core/ajax.js"></script>'
+    html = moodle_page(moodle.origin, REPORT + '<img src="login/logo.php" alt="">', head)
+
+    result = render_with(harness, html, tmp_path / "r.pdf", asset_cache_mib=0)
+
+    assert result.patched_scripts == (f"{moodle.origin}/lib/requirejs.php/1/core/ajax.js",)
+    assert result.blocked_login_requests == (f"{moodle.origin}/login/logo.php",)
+    assert_report_not_login(result, moodle)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from moodle_archive_job.render.asset_cache import CachedAsset
 from moodle_archive_job.render.chromium import launch_args, proxy_settings
+from moodle_archive_job.render.interceptor import wildcard
 from moodle_archive_job.render.login_redirect import LOGIN_URL_PATTERN, patch_login_redirect
 from moodle_archive_job.render.paper import paper_size_css, paper_size_points
-from moodle_archive_job.render.routes import moodle_roots, moodle_script_pattern
+from moodle_archive_job.render.routes import (
+    forwarded_headers,
+    interception_patterns,
+    kept_headers,
+    moodle_roots,
+    moodle_script_pattern,
+)
 from moodle_archive_job.render.urls import loggable_url, redact_urls
 from moodle_archive_job.settings import RunnerSettings
 from moodle_archive_job.task import PaperFormat
@@ -137,3 +147,50 @@ def test_launch_args_keep_chromium_off_the_network() -> None:
     ):
         assert flag in args
     assert args[-1] == "--extra"
+
+
+def test_fetch_patterns_take_urls_literally() -> None:
+    assert wildcard("https://m.example/a*b?c\\d") == "https://m.example/a\\*b\\?c\\\\d"
+
+
+def test_fetch_patterns_pause_only_what_the_attempt_answers() -> None:
+    page_url = "https://m.example/mock/attempt/ab12"
+    roots = ["https://m.example", "https://public.example/moodle"]
+    report = {"urlPattern": page_url, "resourceType": "Document", "requestStage": "Request"}
+    login = {"urlPattern": "*/login/*", "requestStage": "Request"}
+
+    def urls(patterns: list[dict[str, str]]) -> list[tuple[str, str]]:
+        return [(p["urlPattern"], p.get("resourceType", "")) for p in patterns[2:]]
+
+    cached = interception_patterns(page_url, roots, prevent_login_redirect=True, assets=True)
+    assert cached[:2] == [report, login]
+    assert urls(cached) == [("*", kind) for kind in
+                            ("Script", "Stylesheet", "Font", "Image", "XHR", "Fetch")]  # fmt: skip
+    uncached = interception_patterns(page_url, roots, prevent_login_redirect=True, assets=False)
+    assert uncached[:2] == [report, login]
+    assert urls(uncached) == [("https://m.example/*", "Script"),
+                              ("https://public.example/moodle/*", "Script")]  # fmt: skip
+    bare = interception_patterns(page_url, roots, prevent_login_redirect=False, assets=False)
+    assert bare == [report]
+
+
+def test_kept_assets_tell_chromium_how_long_to_keep_them() -> None:
+    headers = {"Content-Type": "text/css", "Cache-Control": "public, no-cache",
+               "Expires": "Thu, 01 Jan 1970 00:00:00 GMT", "Age": "7", "ETag": '"x"'}  # fmt: skip
+    forever = CachedAsset(200, headers, b"h1 {}", patched=False)
+    soon = CachedAsset(200, headers, b"h1 {}", patched=False, expires=time.monotonic() + 600.5)
+    gone = CachedAsset(200, headers, b"h1 {}", patched=False, expires=time.monotonic() - 5)
+
+    assert kept_headers(forever) == [("Content-Type", "text/css"), ("ETag", '"x"'),
+                                     ("Cache-Control", "max-age=31536000")]  # fmt: skip
+    assert kept_headers(soon)[-1] in (("Cache-Control", "max-age=600"),
+                                      ("Cache-Control", "max-age=599"))  # fmt: skip
+    assert kept_headers(gone)[-1] == ("Cache-Control", "max-age=0")
+
+
+def test_the_fetcher_asks_unconditionally() -> None:
+    headers = {"Accept": "text/css", "If-None-Match": '"x"', "if-modified-since": "yesterday",
+               "Range": "bytes=0-1", "Referer": "https://m.example/mock/attempt/ab12"}  # fmt: skip
+    assert forwarded_headers(headers) == {
+        "Accept": "text/css", "Referer": "https://m.example/mock/attempt/ab12"
+    }

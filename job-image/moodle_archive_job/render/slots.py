@@ -10,10 +10,12 @@ IndexedDB, Cache Storage, file systems, ...) are cleared. A slot whose attempt f
 any way, whose wipe failed, or that has served `max_uses` attempts is closed instead.
 
 Chromium's HTTP and memory caches are kept from one attempt to the next of the same job
-(`keep_http_cache`): they hold responses as HTTP lets a browser keep them, all asked for
-without the cookies of an earlier attempt, and they spare every attempt parsing the theme's
-stylesheets, decoding its fonts and compiling MathJax again (bench/interception_bench.py).
-With the job's asset cache off they are cleared too, so that every attempt fetches anew.
+(`keep_http_cache`). They hold what HTTP lets a browser keep: the theme, Moodle's revisioned
+JavaScript and MathJax, and whatever else Moodle marks cacheable, all for the same site,
+token and session-less page; a response that may not be stored is fetched again. Keeping
+them spares every attempt parsing the theme's stylesheets, decoding its fonts and compiling
+MathJax again (bench/interception_bench.py). With the job's asset cache off they are
+cleared too, so that every attempt fetches anew.
 """
 
 from __future__ import annotations
