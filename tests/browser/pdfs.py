@@ -7,6 +7,12 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
+# A 1x1 PNG, for pages that need an image.
+TINY_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
 
 def pdf_text(path: Path) -> str:
     done = subprocess.run(

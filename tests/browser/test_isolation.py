@@ -9,15 +9,10 @@ import pytest
 from moodle_archive_job.render import Renderer, RenderError, RenderResult
 from moodle_archive_job.task import PaperFormat
 from tests.browser.conftest import BrowserHarness, browser_settings
-from tests.browser.pdfs import page, pdf_text
+from tests.browser.pdfs import TINY_PNG, page, pdf_text
 from tests.browser.server import LoopbackServer
 
 pytestmark = pytest.mark.browser
-
-TINY_PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
-)
 
 LEAVE_TRACES = """<script>
 document.cookie = "left=by-attempt-a; max-age=3600";

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 # What the asset cache handles; media (ranges of large files), documents and the rest pass.
 _KEPT_TYPES = frozenset({"script", "stylesheet", "font", "image", "fetch", "xhr"})
+_PAUSED_TYPES = ("Script", "Stylesheet", "Font", "Image", "XHR", "Fetch")  # the same, CDP's names
 _BASE_HREF = re.compile(r"""<base\s[^>]*?href\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
 # Request headers the fetcher does not pass on: a conditional request would be answered 304,
 # which is nothing to keep or to answer a page with.
@@ -108,8 +109,6 @@ def interception_patterns(
         ]
     return patterns
 
-
-_PAUSED_TYPES = ("Script", "Stylesheet", "Font", "Image", "XHR", "Fetch")  # _KEPT_TYPES
 
 
 class AttemptRoutes:
