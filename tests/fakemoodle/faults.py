@@ -106,6 +106,11 @@ class FaultConfig:
         with self._lock:
             self._failures.setdefault(target, []).append(HttpFailure(status, n, body, after))
 
+    def failures_pending(self, target: str) -> int:
+        """How many requests matching ``target`` ``fail_next`` has still to fail."""
+        with self._lock:
+            return sum(f.remaining for f in self._failures.get(target, []))
+
     def lose_answer_next(self, target: str, n: int = 1, status: int = 504) -> None:
         """Process the next ``n`` web service calls matching ``target``, then answer them with
         HTTP ``status`` instead of their result (the caller cannot know it worked)."""

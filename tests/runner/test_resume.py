@@ -160,7 +160,10 @@ def test_finisher_killed_after_the_upload_does_not_upload_again(
     moodle.faults.set_latency(PROCESS, 60)
     moodle.faults.fail_next(PROCESS, 1, status=503)
     first = cli.start()
-    wait_for(lambda: (cli.jobdir / "upload.json").exists(), first)
+    # Killed once the processing call is held (it took the failure meant for it), not
+    # merely after the upload: else the next runner's call would get that failure.
+    wait_for(lambda: (cli.jobdir / "upload.json").exists()
+             and moodle.faults.failures_pending(PROCESS) == 0, first)  # fmt: skip
     kill_tree(first)
     moodle.faults.set_latency(PROCESS, 0)
     assert cli.calls("upload") == 1

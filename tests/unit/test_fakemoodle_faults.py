@@ -64,13 +64,15 @@ def test_latency_is_also_a_constructor_option() -> None:
 def test_fail_next_gives_http_errors_then_recovers(moodle: FakeMoodle, job) -> None:  # type: ignore[no-untyped-def]
     moodle.faults.fail_next("quiz_archiver_update_job_status", 2, status=503)
     client = WsClient(moodle, job.token)
-    codes = [
-        client.raw(
+    pending = []
+    codes = []
+    for _ in range(3):
+        pending.append(moodle.faults.failures_pending("quiz_archiver_update_job_status"))
+        codes.append(client.raw(
             "quiz_archiver_update_job_status", {"jobid": JOBID, "status": "RUNNING"}
-        ).status_code
-        for _ in range(3)
-    ]
+        ).status_code)  # fmt: skip
     assert codes == [503, 503, 200]
+    assert pending == [2, 1, 0]
     assert [c.fault for c in moodle.ws_calls()][-3:] == ["http:503", "http:503", None]
     moodle.faults.fail_next("upload", 1)
     assert client.upload(b"x").status_code == 500
