@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from bench.boost_theme import THEMES, installed, serve_bootstrap_theme  # noqa: E402
 from bench.render_bench import NODE_MODULES, tree_cpu_seconds  # noqa: E402
 from moodle_archive_job.render.asset_cache import AssetCache  # noqa: E402
+from moodle_archive_job.render.asset_fetcher import AssetFetcher  # noqa: E402
 from moodle_archive_job.render.chromium import launch_args  # noqa: E402
 from moodle_archive_job.render.interceptor import FetchInterceptor  # noqa: E402
 from moodle_archive_job.render.routes import AttemptRoutes, RouteLog, moodle_roots  # noqa: E402
@@ -90,7 +91,7 @@ async def open_mode(
         roots=moodle_roots(runners, sample_html(runners)),
         prevent_login_redirect=True,
         assets=AssetCache(),
-        fetcher=await pw.request.new_context(),  # type: ignore[attr-defined]
+        fetcher=AssetFetcher(RunnerSettings()),
         fetch_timeout_sec=30,
         log=RouteLog("bench"),
     )

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from .http_session import ExplicitVerifySession
 from .logs import register_secret
 from .multipart_body import MultipartBody
 from .task import ArchiveTask, MoodleEndpoints
@@ -189,7 +190,7 @@ class MoodleClient:
         self._sleep = sleep
         # A borrowed session (the gateway's probes reuse connections) is not closed here.
         self._owns_session = session is None
-        self.session = session or requests.Session()
+        self.session = session or ExplicitVerifySession()
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.verify = verify_tls
         if proxies is not None:

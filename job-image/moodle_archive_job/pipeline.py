@@ -43,6 +43,7 @@ from .progress import (
 )
 from .reasons import one_line
 from .render_stage import RenderStage
+from .requests_proxies import requests_proxies
 from .settings import RunnerSettings
 from .shards import ShardGate, ShardPlan
 from .stage import JobFailed
@@ -85,15 +86,6 @@ class JobContext:
     shard_poll_sec: float = SHARD_POLL_SEC
 
 
-def _proxies(settings: RunnerSettings) -> dict[str, str] | None:
-    url = settings.proxy_server_url
-    if url is None:
-        return None  # requests' own environment detection applies
-    if url.strip().lower() == "false":
-        return {}
-    return {"http": url, "https": url}
-
-
 async def run_job(ctx: JobContext) -> JobOutcome:
     register_secret(ctx.token.get_secret_value())
     settings = ctx.settings
@@ -106,7 +98,7 @@ async def run_job(ctx: JobContext) -> JobOutcome:
         read_timeout=settings.moodle_read_timeout_sec,
         transfer_timeout=settings.moodle_transfer_timeout_sec,
         verify_tls=not settings.skip_https_cert_validation,
-        proxies=_proxies(settings),
+        proxies=requests_proxies(settings, ctx.task.moodle.base_url),
     )
     api = api_for(ctx.task, client, ctx.job_id, ctx.allowed_download_origins)
     jobdir = JobDir(settings.work_dir, ctx.job_id)

@@ -19,6 +19,7 @@ from moodle_archive_job.render.routes import (
     moodle_script_pattern,
 )
 from moodle_archive_job.render.urls import loggable_url, redact_urls
+from moodle_archive_job.requests_proxies import bypasses_proxy, requests_proxies
 from moodle_archive_job.settings import RunnerSettings
 from moodle_archive_job.task import PaperFormat
 
@@ -193,4 +194,35 @@ def test_the_fetcher_asks_unconditionally() -> None:
                "Range": "bytes=0-1", "Referer": "https://m.example/mock/attempt/ab12"}  # fmt: skip
     assert forwarded_headers(headers) == {
         "Accept": "text/css", "Referer": "https://m.example/mock/attempt/ab12"
+    }
+    assert forwarded_headers({"Accept-Encoding": "gzip, br, zstd"}) == {}
+
+
+@pytest.mark.parametrize(
+    ("url", "rules", "bypassed"),
+    [
+        ("https://moodle.example.org/x.js", "example.org", True),
+        ("https://moodle.example.org/x.js", ".example.org", True),
+        ("https://example.org/x.js", " .example.org , other.net", True),
+        ("https://badexample.org/x.js", "example.org", False),
+        ("https://cdn.jsdelivr.net/mathjax.js", "example.org", False),
+        ("https://cdn.jsdelivr.net/mathjax.js", None, False),
+        ("https://cdn.jsdelivr.net/mathjax.js", "", False),
+    ],
+)
+def test_proxy_bypass_domains(url: str, rules: str | None, bypassed: bool) -> None:
+    assert bypasses_proxy(url, rules) is bypassed
+
+
+def test_requests_proxies_for_the_moodle_client() -> None:
+    def proxies(**settings: str) -> dict[str, str] | None:
+        return requests_proxies(RunnerSettings(**settings), "https://moodle.example.org")
+
+    assert proxies() is None  # the environment's proxy variables apply
+    assert proxies(proxy_server_url="false") == {}
+    proxy = "http://u:p@proxy:3128"
+    assert proxies(proxy_server_url=proxy) == {"http": proxy, "https": proxy}
+    assert proxies(proxy_server_url=proxy, proxy_bypass_domains="example.org") == {}
+    assert proxies(proxy_server_url=proxy, proxy_bypass_domains="other.org") == {
+        "http": proxy, "https": proxy
     }

@@ -8,15 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
+from moodle_archive_job.http_session import ExplicitVerifySession
+from moodle_archive_job.logs import unregister_secret
+from moodle_archive_job.moodle_client import MoodleClient
 from moodle_archive_job.render import IncompletePage, Renderer, RenderResult
-from moodle_archive_job.task import PaperFormat
+from moodle_archive_job.task import MoodleEndpoints, PaperFormat
 from tests.browser.conftest import NODE_MODULES, BrowserHarness, browser_settings
 from tests.browser.pdfs import page, pdf_text
 from tests.browser.server import LoopbackServer
 
 pytestmark = pytest.mark.browser
 
+TOKEN = "c0ffee" * 5 + "00"
 SCRIPT = "document.body.insertAdjacentHTML('beforeend', '<p>script over TLS ran</p>');"
 
 
@@ -62,3 +67,32 @@ def test_self_signed_moodle_needs_skip_https_cert_validation(
     text = pdf_text(result.pdf_path)
     assert "Report" in text
     assert "script over TLS ran" in text
+
+
+def test_skipping_validation_holds_against_requests_ca_bundle(
+    tls_moodle: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests lets REQUESTS_CA_BUNDLE replace a session's verify=False (psf/requests#3829);
+    the sessions of the Moodle client and of the asset fetcher keep it."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    url = tls_moodle.origin + "/lib/javascript.php/1/lib/tls.js"
+    plain = requests.Session()
+    plain.verify = False
+    with pytest.raises(requests.exceptions.SSLError):
+        plain.get(url, timeout=10)  # the behaviour the session works around
+
+    session = ExplicitVerifySession()
+    session.verify = False
+    assert session.get(url, timeout=10).text == SCRIPT
+    session.verify = True
+    with pytest.raises(requests.exceptions.SSLError):
+        session.get(url, timeout=10)
+    origin = tls_moodle.origin
+    endpoints = MoodleEndpoints(base_url=origin, ws_url=f"{origin}/webservice/rest/server.php",
+                                upload_url=f"{origin}/webservice/upload.php")  # fmt: skip
+    client = MoodleClient(endpoints, TOKEN, verify_tls=False)
+    try:
+        assert client.session.get(url, timeout=10).text == SCRIPT
+    finally:
+        client.close()
+        unregister_secret(TOKEN)

@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import Any
 
 from playwright.async_api import (
-    APIRequestContext,
     Browser,
     BrowserContext,
     Page,
@@ -29,6 +28,7 @@ from moodle_archive_job.settings import RunnerSettings
 from moodle_archive_job.task import PaperFormat
 
 from .asset_cache import AssetCache
+from .asset_fetcher import AssetFetcher
 from .chromium import launch_args, proxy_settings
 from .diagnostics import write_diagnostics
 from .errors import IncompletePage, ReadinessTimeout, RenderError, first_line
@@ -87,7 +87,7 @@ class Renderer:
         cache_bytes = settings.asset_cache_mib * 1024 * 1024
         self.assets = AssetCache(cache_bytes) if cache_bytes > 0 else None
         # Fetches the assets to keep and the scripts to patch (routes.py).
-        self._fetcher: APIRequestContext | None = None
+        self._fetcher: AssetFetcher | None = None
         # Scripts patched so far: a slot's later pages get them from Chromium's memory cache.
         self._patched_scripts: set[str] = set()
         self._slots = SlotPool(
@@ -112,10 +112,7 @@ class Renderer:
             self._playwright = None
             raise RenderError(f"Chromium ({executable}) did not start: {first_line(exc)}") from None
         logger.info("Chromium %s started (%s)", self._browser.version, executable)
-        self._fetcher = await self._playwright.request.new_context(
-            ignore_https_errors=self._settings.skip_https_cert_validation,
-            proxy=proxy_settings(self._settings),  # type: ignore[arg-type]
-        )
+        self._fetcher = AssetFetcher(self._settings)
         return self
 
     async def __aexit__(
@@ -125,8 +122,7 @@ class Renderer:
         tb: TracebackType | None,
     ) -> None:
         if self._fetcher is not None:
-            with contextlib.suppress(PlaywrightError):
-                await self._fetcher.dispose()
+            self._fetcher.close()
             self._fetcher = None
         if self._browser is not None:
             try:
@@ -247,7 +243,7 @@ class _AttemptRender:
         started: float,
         assets: AssetCache | None,
         on_phase: Callable[[str], None] | None,
-        fetcher: APIRequestContext,
+        fetcher: AssetFetcher,
         patched_scripts: set[str],
     ) -> None:
         self.assets = assets

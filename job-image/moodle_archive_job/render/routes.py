@@ -5,9 +5,9 @@
 * Static resources (stylesheets, fonts, images, scripts, MathJax; not web service, AJAX,
   pluginfile or login URLs) come from the job's asset cache: fetched once per job by
   whichever page asks first, then answered from memory (asset_cache, cache_policy). The
-  job's `fetcher` (a Playwright request context that lives as long as the job) sends the
-  page's request as it is (its headers, less conditional ones), with its own cookie jar,
-  which a page never sees; no response that sets a cookie is kept (cache_policy). A kept
+  job's `fetcher` (asset_fetcher.py) sends the page's request as it is (its headers, less
+  conditional ones), with its own cookie jars, which a page never sees; no response that
+  sets a cookie is kept (cache_policy). A kept
   asset is answered with a Cache-Control for the time the asset cache keeps it, so
   Chromium's memory cache answers the slot's next attempts without pausing the request.
 * With QUIZ_ARCHIVER_PREVENT_REDIRECT_TO_LOGIN: requests to login/*.php are aborted, and
@@ -25,15 +25,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from playwright.async_api import APIRequestContext
-from playwright.async_api import Error as PlaywrightError
-
 from .asset_cache import AssetCache, CachedAsset, stored_headers
+from .asset_fetcher import AssetFetcher, Fetched, FetchFailed
 from .cache_policy import carries_secret, is_revisioned, lifetime
-from .errors import first_line
 from .interceptor import FetchInterceptor, PausedRequest, wildcard
 from .login_redirect import LOGIN_URL_PATTERN, patch_login_redirect
-from .resources import network_cause
 from .urls import loggable_url
 
 logger = logging.getLogger(__name__)
@@ -43,9 +39,11 @@ _KEPT_TYPES = frozenset({"script", "stylesheet", "font", "image", "fetch", "xhr"
 _PAUSED_TYPES = ("Script", "Stylesheet", "Font", "Image", "XHR", "Fetch")  # the same, CDP's names
 _BASE_HREF = re.compile(r"""<base\s[^>]*?href\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
 # Request headers the fetcher does not pass on: a conditional request would be answered 304,
-# which is nothing to keep or to answer a page with.
-_CONDITIONAL = frozenset({"if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
-                          "if-range", "range"})  # fmt: skip
+# which is nothing to keep or to answer a page with; the fetcher says which encodings it reads.
+_NOT_FORWARDED = frozenset(
+    {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range",
+     "range", "accept-encoding"}
+)  # fmt: skip
 # Response headers replaced by the one Cache-Control the page gets.
 _FRESHNESS = frozenset({"cache-control", "expires", "pragma", "age"})
 _MAX_AGE_SEC = 365 * 24 * 3600
@@ -59,13 +57,6 @@ class RouteLog:
     # Resources the fetcher could not fetch: loggable URL -> cause ("timed out after 30 s"),
     # for resources.py, which sees only Chromium's net::ERR_FAILED.
     fetch_failures: dict[str, str] = field(default_factory=dict)
-
-
-def _fetch_cause(exc: PlaywrightError, timeout_sec: float) -> str:
-    message = first_line(exc)
-    if "timeout" in message.lower() or "timed out" in message.lower():
-        return f"timed out after {timeout_sec:g} s"
-    return f"failed ({network_cause(message)})"
 
 
 def moodle_roots(base_url: str, html: str) -> list[str]:
@@ -123,7 +114,7 @@ class AttemptRoutes:
         roots: list[str],
         prevent_login_redirect: bool,
         assets: AssetCache | None,
-        fetcher: APIRequestContext,
+        fetcher: AssetFetcher,
         fetch_timeout_sec: float,
         log: RouteLog,
     ) -> None:
@@ -186,8 +177,8 @@ class AttemptRoutes:
             return
         try:
             entry = await self.assets.fetch_once(url, lambda: self._fetch_to_keep(request, patch))
-        except PlaywrightError as exc:
-            await self._fetch_failed(request, exc)
+        except FetchFailed as failed:
+            await self._fetch_failed(request, failed)
             return
         except _NotKept as not_kept:
             await self._answer(request, not_kept.fetched, not_kept.body, not_kept.patched)
@@ -199,19 +190,10 @@ class AttemptRoutes:
             self.log.patched_scripts.append(loggable_url(url))
         await self.interceptor.fulfill(request, entry.status, kept_headers(entry), entry.body)
 
-    async def _fetch(self, request: PausedRequest) -> _Fetched:
-        response = await self.fetcher.fetch(
-            request.url,
-            method="GET",
-            headers=forwarded_headers(request.headers),
-            timeout=self.timeout_sec * 1000,
+    async def _fetch(self, request: PausedRequest) -> Fetched:
+        return await self.fetcher.get(
+            request.url, forwarded_headers(request.headers), self.timeout_sec
         )
-        try:
-            return _Fetched.from_array(
-                response.status, response.url, response.headers_array, await response.body()
-            )
-        finally:
-            await response.dispose()
 
     async def _fetch_to_keep(self, request: PausedRequest, patch: bool) -> CachedAsset | None:
         assert self.assets is not None
@@ -235,14 +217,14 @@ class AttemptRoutes:
     async def _fetch_and_answer(self, request: PausedRequest, patch: bool) -> None:
         try:
             fetched = await self._fetch(request)
-        except PlaywrightError as exc:
-            await self._fetch_failed(request, exc)
+        except FetchFailed as failed:
+            await self._fetch_failed(request, failed)
             return
         patched = patch_login_redirect(fetched.body) if patch else None
         await self._answer(request, fetched, patched or fetched.body, patched is not None)
 
     async def _answer(
-        self, request: PausedRequest, fetched: _Fetched, body: bytes, patched: bool
+        self, request: PausedRequest, fetched: Fetched, body: bytes, patched: bool
     ) -> None:
         """A response that is not kept, with its own headers: Chromium caches it, or not, as
         HTTP says."""
@@ -253,10 +235,10 @@ class AttemptRoutes:
         headers = [(k, v) for k, v in fetched.headers if k.lower() not in _BODY_HEADERS]
         await self.interceptor.fulfill(request, fetched.status, headers, body)
 
-    async def _fetch_failed(self, request: PausedRequest, exc: PlaywrightError) -> None:
+    async def _fetch_failed(self, request: PausedRequest, failed: FetchFailed) -> None:
         url = loggable_url(request.url)
-        self.log.fetch_failures[url] = _fetch_cause(exc, self.timeout_sec)
-        logger.debug("%s: could not fetch %s: %s", self.log.label, url, first_line(exc))
+        self.log.fetch_failures[url] = failed.cause
+        logger.debug("%s: could not fetch %s: %s", self.log.label, url, failed.cause)
         await self.interceptor.fail(request, "Failed")
 
 
@@ -266,7 +248,7 @@ _BODY_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encod
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in _CONDITIONAL}
+    return {k: v for k, v in headers.items() if k.lower() not in _NOT_FORWARDED}
 
 
 def kept_headers(entry: CachedAsset) -> list[tuple[str, str]]:
@@ -278,31 +260,10 @@ def kept_headers(entry: CachedAsset) -> list[tuple[str, str]]:
     return headers
 
 
-@dataclass(frozen=True)
-class _Fetched:
-    status: int
-    url: str  # after redirects
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header_dict(self) -> dict[str, str]:
-        merged: dict[str, str] = {}
-        for name, value in self.headers:
-            key = name.lower()
-            joint = "\n" if key == "set-cookie" else ", "
-            merged[key] = f"{merged[key]}{joint}{value}" if key in merged else value
-        return merged
-
-    @classmethod
-    def from_array(cls, status: int, url: str, array: Iterable[Mapping[str, str]],
-                   body: bytes) -> _Fetched:  # fmt: skip
-        return cls(status, url, [(h["name"], h["value"]) for h in array], body)
-
-
 class _NotKept(Exception):
     """The response of a shared fetch that may not be kept: only its own request gets it."""
 
-    def __init__(self, fetched: _Fetched, body: bytes, patched: bool) -> None:
+    def __init__(self, fetched: Fetched, body: bytes, patched: bool) -> None:
         super().__init__("not kept")
         self.fetched = fetched
         self.body = body
