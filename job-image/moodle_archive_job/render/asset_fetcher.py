@@ -3,17 +3,18 @@
 `requests` with the runner's proxy and TLS settings, like the Moodle client: through an HTTP
 proxy an `http://` URL is asked for as an absolute URI and only `https://` goes through a
 CONNECT tunnel. (Playwright's request context tunnels every request, which proxies such as
-Squid refuse for port 80 by default.) Each worker thread has a session, and so a cookie jar,
-of its own, which no page sees. Blocking calls run in those threads.
+Squid refuse for port 80 by default.) One session for the job, with a cookie jar that no page
+sees; each fetch runs in a thread of its own, at most 8 at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import requests
 
@@ -22,8 +23,9 @@ from moodle_archive_job.moodle_client import transport_cause
 from moodle_archive_job.requests_proxies import bypasses_proxy, requests_proxies
 from moodle_archive_job.settings import RunnerSettings
 
-_THREADS = 8  # fetches at once (Chromium itself allows 6 connections per host)
+_AT_ONCE = 8  # fetches (Chromium itself allows 6 connections per host)
 _NO_PROXY = {"http": None, "https": None}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,47 +55,31 @@ class FetchFailed(Exception):
 
 class AssetFetcher:
     def __init__(self, settings: RunnerSettings) -> None:
-        self._verify = not settings.skip_https_cert_validation
-        self._proxies = requests_proxies(settings)
-        self._bypass = settings.proxy_bypass_domains if self._proxies else None
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(_THREADS, thread_name_prefix="asset-fetch")
+        self._session = ExplicitVerifySession()
+        self._session.verify = not settings.skip_https_cert_validation
+        proxies = requests_proxies(settings)
+        if proxies is not None:
+            self._session.trust_env = False
+            self._session.proxies.update(proxies)
+        self._bypass = settings.proxy_bypass_domains if proxies else None
+        self._at_once = asyncio.Semaphore(_AT_ONCE)
 
     async def get(self, url: str, headers: Mapping[str, str], timeout_sec: float) -> Fetched:
-        """The answer, whatever its status; FetchFailed when there is none."""
-        loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._executor, self._get, url, dict(headers), timeout_sec)
-        try:
-            return await asyncio.wait_for(work, timeout_sec)
-        except TimeoutError:
-            raise FetchFailed(f"timed out after {timeout_sec:g} s") from None
+        """The answer, whatever its status; FetchFailed when there is none in time."""
+        async with self._at_once:
+            work = _in_daemon_thread(self._get, url, dict(headers), timeout_sec)
+            try:
+                return await asyncio.wait_for(work, timeout_sec)
+            except TimeoutError:
+                raise FetchFailed(f"timed out after {timeout_sec:g} s") from None
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        with self._lock:
-            for session in self._sessions:
-                session.close()
-            self._sessions.clear()
-
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = ExplicitVerifySession()
-            session.verify = self._verify
-            if self._proxies is not None:
-                session.trust_env = False
-                session.proxies.update(self._proxies)
-            self._local.session = session
-            with self._lock:
-                self._sessions.append(session)
-        return session
+        self._session.close()
 
     def _get(self, url: str, headers: dict[str, str], timeout_sec: float) -> Fetched:
         proxies = _NO_PROXY if bypasses_proxy(url, self._bypass) else None
         try:
-            with self._session().get(
+            with self._session.get(
                 url, headers=headers, timeout=timeout_sec, proxies=proxies  # type: ignore[arg-type]
             ) as response:
                 return Fetched(
@@ -106,3 +92,29 @@ class AssetFetcher:
             raise FetchFailed("failed (proxy refused or unreachable)") from None
         except requests.RequestException as exc:
             raise FetchFailed(f"failed ({transport_cause(exc)})") from None
+
+
+async def _in_daemon_thread(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` in a thread of its own that never holds up the process's exit (an
+    executor's threads are joined at exit, and a fetch may hang for its whole timeout)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # given up on (timed out, cancelled)
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = call(*args), None
+        except BaseException as exc:  # handed to the awaiting task
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="asset-fetch", daemon=True).start()
+    return await future
