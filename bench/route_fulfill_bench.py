@@ -3,7 +3,9 @@ page with MathJax 3's 1.1 MB loader, by process, when Chromium fetches the scrip
 from a loopback server (no route), when a route lets it through (route.continue_), and when
 the route answers with the bytes from Python (route.fulfill with a body), and when it
 answers with a response whose body the driver holds (route.fulfill(response=...) of a
-response fetched once by a separate APIRequestContext, as the asset cache does now).
+response fetched once by a separate APIRequestContext, as the asset cache did in sessions
+4-5). Since session 6 the runner uses no Playwright routes at all (render/interceptor.py;
+bench/interception_bench.py measures that).
 
 The three alternate (--rounds) on one Chromium launched like the runner's, so they see the
 same machine load.
