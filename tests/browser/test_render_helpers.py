@@ -7,7 +7,7 @@ import time
 import pytest
 
 from moodle_archive_job.render.asset_cache import CachedAsset
-from moodle_archive_job.render.chromium import launch_args, proxy_settings
+from moodle_archive_job.render.chromium import launch_args, proxy_settings, without_credentials
 from moodle_archive_job.render.interceptor import wildcard
 from moodle_archive_job.render.login_redirect import LOGIN_URL_PATTERN, patch_login_redirect
 from moodle_archive_job.render.paper import paper_size_css, paper_size_points
@@ -226,3 +226,14 @@ def test_requests_proxies_for_the_moodle_client() -> None:
     assert proxies(proxy_server_url=proxy, proxy_bypass_domains="other.org") == {
         "http": proxy, "https": proxy
     }
+
+
+def test_playwright_gets_the_proxy_without_its_credentials() -> None:
+    proxy = {"server": "http://proxy:3128", "username": "u", "password": "p:w", "bypass": "a.b"}
+    assert without_credentials(proxy) == (
+        {"server": "http://proxy:3128", "bypass": "a.b"}, ("u", "p:w")
+    )
+    assert without_credentials({"server": "http://proxy:3128"}) == (
+        {"server": "http://proxy:3128"}, None
+    )
+    assert without_credentials(None) == (None, None)

@@ -59,3 +59,17 @@ def proxy_settings(settings: RunnerSettings) -> dict[str, Any] | None:
     if bypass:
         proxy["bypass"] = ",".join(d.strip() for d in bypass.split(",") if d.strip())
     return proxy
+
+
+def without_credentials(
+    proxy: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+    """The proxy for Playwright, and its credentials for the runner's own interception.
+
+    Given credentials, Playwright would answer the proxy's challenge by intercepting every
+    request itself, and turn Chromium's cache off for that (interceptor.py answers it).
+    """
+    if proxy is None or "username" not in proxy:
+        return proxy, None
+    rest = {k: v for k, v in proxy.items() if k not in ("username", "password")}
+    return rest, (proxy["username"], proxy.get("password", ""))

@@ -8,6 +8,11 @@ before it reaches the Fetch domain, so only what Chromium does not have is pause
 
 Only requests of the slot's page target (its main frame and same-process frames) are
 paused; requests of out-of-process frames and workers go to the network as they are.
+
+With proxy credentials (QUIZ_ARCHIVER_PROXY_SERVER_URL with user:password) the interceptor
+answers the proxy's challenges itself, which Playwright would do only by pausing every
+request with Chromium's cache turned off. A challenge reaches only a paused request, so then
+every request is paused (those Chromium's memory cache answers never reach the network).
 """
 
 from __future__ import annotations
@@ -68,15 +73,23 @@ class FetchInterceptor:
     Answers to requests that went away meanwhile (the page moved on) are dropped quietly.
     """
 
-    def __init__(self, cdp: CDPSession) -> None:
+    def __init__(self, cdp: CDPSession, proxy_credentials: tuple[str, str] | None = None) -> None:
         self._cdp = cdp
+        self._credentials = proxy_credentials
+        self._challenged: set[str] = set()  # requests given the credentials once already
         self._handler: Handler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         cdp.on("Fetch.requestPaused", self._paused)
+        if proxy_credentials is not None:
+            cdp.on("Fetch.authRequired", self._auth_required)
 
     async def enable(self, patterns: Iterable[dict[str, str]], handler: Handler) -> None:
         self._handler = handler
-        await self._cdp.send("Fetch.enable", {"patterns": list(patterns)})
+        params: dict[str, Any] = {"patterns": list(patterns)}
+        if self._credentials is not None:
+            params = {"patterns": [{"urlPattern": "*", "requestStage": "Request"}],
+                      "handleAuthRequests": True}  # fmt: skip
+        await self._cdp.send("Fetch.enable", params)
 
     async def disable(self) -> None:
         self._handler = None
@@ -87,6 +100,28 @@ class FetchInterceptor:
         task = asyncio.get_running_loop().create_task(self._handle(request, self._handler))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _auth_required(self, event: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer_challenge(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_challenge(self, event: dict[str, Any]) -> None:
+        """The proxy's credentials, once per request (refused twice: they are wrong); any
+        other site's challenge is cancelled, as Chromium without a user would."""
+        request_id = event["requestId"]
+        is_proxy = event.get("authChallenge", {}).get("source") == "Proxy"
+        if is_proxy and self._credentials is not None and request_id not in self._challenged:
+            self._challenged.add(request_id)
+            username, password = self._credentials
+            answer = {"response": "ProvideCredentials", "username": username,
+                      "password": password}  # fmt: skip
+        else:
+            self._challenged.discard(request_id)
+            answer = {"response": "CancelAuth"}
+        await self._send(
+            "Fetch.continueWithAuth", {"requestId": request_id, "authChallengeResponse": answer}
+        )
 
     async def _handle(self, request: PausedRequest, handler: Handler | None) -> None:
         try:

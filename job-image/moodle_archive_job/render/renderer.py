@@ -29,7 +29,7 @@ from moodle_archive_job.task import PaperFormat
 
 from .asset_cache import AssetCache
 from .asset_fetcher import AssetFetcher
-from .chromium import launch_args, proxy_settings
+from .chromium import launch_args, proxy_settings, without_credentials
 from .diagnostics import write_diagnostics
 from .errors import IncompletePage, ReadinessTimeout, RenderError, first_line
 from .executable import chromium_executable
@@ -90,9 +90,12 @@ class Renderer:
         self._fetcher: AssetFetcher | None = None
         # Scripts patched so far: a slot's later pages get them from Chromium's memory cache.
         self._patched_scripts: set[str] = set()
+        # Playwright gets the proxy without its credentials: interceptor.py answers for them.
+        self._proxy, credentials = without_credentials(proxy_settings(settings))
         self._slots = SlotPool(
-            self._new_context, self._probe, max_uses, keep_http_cache=self.assets is not None
-        )
+            self._new_context, self._probe, max_uses,
+            keep_http_cache=self.assets is not None, proxy_credentials=credentials,
+        )  # fmt: skip
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._numbers = itertools.count(1)
@@ -104,7 +107,7 @@ class Renderer:
             self._browser = await self._playwright.chromium.launch(
                 executable_path=executable,
                 args=launch_args(self._extra_args),
-                proxy=proxy_settings(self._settings),  # type: ignore[arg-type]
+                proxy=self._proxy,  # type: ignore[arg-type]
                 headless=True,
             )
         except PlaywrightError as exc:
@@ -221,9 +224,8 @@ class Renderer:
             "service_workers": "block",
             "accept_downloads": False,
         }
-        proxy = proxy_settings(self._settings)
-        if proxy is not None:
-            options["proxy"] = proxy
+        if self._proxy is not None:
+            options["proxy"] = self._proxy
         try:
             context = await self._browser.new_context(**options)
         except PlaywrightError as exc:

@@ -96,11 +96,13 @@ class SlotPool:
         init_script: str,
         max_uses: int,
         keep_http_cache: bool = True,
+        proxy_credentials: tuple[str, str] | None = None,
     ) -> None:
         self._new_context = new_context
         self._init_script = init_script
         self._max_uses = max_uses
         self._keep_http_cache = keep_http_cache
+        self._proxy_credentials = proxy_credentials
         self._idle: list[PageSlot] = []
 
     async def take(self) -> PageSlot:
@@ -115,7 +117,7 @@ class SlotPool:
             with contextlib.suppress(PlaywrightError):
                 await context.close()
             raise
-        slot = PageSlot(context, page, cdp, FetchInterceptor(cdp))
+        slot = PageSlot(context, page, cdp, FetchInterceptor(cdp, self._proxy_credentials))
         slot.track_origins()
         return slot
 
