@@ -5,6 +5,7 @@ requests lets those variables replace a session's `verify=False` when a request 
 pass `verify` itself (psf/requests#3829), so QUIZ_ARCHIVER_SKIP_HTTPS_CERT_VALIDATION had no
 effect wherever an image or a pod sets them (Debian-based images often do). With `verify`
 off, urllib3's warning on every unverified request is silenced: the admin asked for it.
+`configure` gives a session the runner's TLS and proxy settings (Moodle client, asset fetcher).
 """
 
 from __future__ import annotations
@@ -21,3 +22,14 @@ class ExplicitVerifySession(requests.Session):
         if verify is False:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def configure(
+    session: requests.Session, *, verify: bool, proxies: dict[str, str] | None
+) -> requests.Session:
+    """proxies: requests_proxies' answer (None: the environment's proxy variables apply)."""
+    session.verify = verify
+    if proxies is not None:
+        session.trust_env = False
+        session.proxies.update(proxies)
+    return session

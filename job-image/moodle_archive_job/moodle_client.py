@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from .http_session import ExplicitVerifySession
+from .http_session import ExplicitVerifySession, configure
 from .logs import register_secret
 from .multipart_body import MultipartBody
 from .task import ArchiveTask, MoodleEndpoints
@@ -190,12 +190,10 @@ class MoodleClient:
         self._sleep = sleep
         # A borrowed session (the gateway's probes reuse connections) is not closed here.
         self._owns_session = session is None
-        self.session = session or ExplicitVerifySession()
+        self.session = configure(
+            session or ExplicitVerifySession(), verify=verify_tls, proxies=proxies
+        )
         self.session.headers["User-Agent"] = USER_AGENT
-        self.session.verify = verify_tls
-        if proxies is not None:
-            self.session.trust_env = False
-            self.session.proxies.update(proxies)
 
     def close(self) -> None:
         if self._owns_session:

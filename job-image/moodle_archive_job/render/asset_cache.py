@@ -15,12 +15,10 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-# The body is stored decoded; these would describe the encoded one.
-_DROPPED_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 
 
 @dataclass(frozen=True)
@@ -30,10 +28,6 @@ class CachedAsset:
     body: bytes
     patched: bool  # a Moodle script whose login redirect was taken out
     expires: float = math.inf  # time.monotonic() after which it is stale
-
-
-def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in _DROPPED_HEADERS}
 
 
 class AssetCache:

@@ -18,13 +18,15 @@ from typing import Any, TypeVar
 
 import requests
 
-from moodle_archive_job.http_session import ExplicitVerifySession
+from moodle_archive_job.http_session import ExplicitVerifySession, configure
 from moodle_archive_job.moodle_client import transport_cause
 from moodle_archive_job.requests_proxies import bypasses_proxy, requests_proxies
 from moodle_archive_job.settings import RunnerSettings
 
 _AT_ONCE = 8  # fetches (Chromium itself allows 6 connections per host)
 _NO_PROXY = {"http": None, "https": None}
+# The body is handed on decoded; these would describe the encoded one.
+_BODY_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 T = TypeVar("T")
 
 
@@ -32,8 +34,8 @@ T = TypeVar("T")
 class Fetched:
     status: int
     url: str  # after redirects
-    headers: list[tuple[str, str]]  # as sent, repeated names repeated
-    body: bytes  # decoded (no Content-Encoding left)
+    headers: list[tuple[str, str]]  # as sent, repeated names repeated, less _BODY_HEADERS
+    body: bytes  # decoded
 
     def header_dict(self) -> dict[str, str]:
         """Lower-case names; repeated headers joined (Set-Cookie by newlines)."""
@@ -55,12 +57,11 @@ class FetchFailed(Exception):
 
 class AssetFetcher:
     def __init__(self, settings: RunnerSettings) -> None:
-        self._session = ExplicitVerifySession()
-        self._session.verify = not settings.skip_https_cert_validation
         proxies = requests_proxies(settings)
-        if proxies is not None:
-            self._session.trust_env = False
-            self._session.proxies.update(proxies)
+        self._session = configure(
+            ExplicitVerifySession(), verify=not settings.skip_https_cert_validation,
+            proxies=proxies,
+        )  # fmt: skip
         self._bypass = settings.proxy_bypass_domains if proxies else None
         self._at_once = asyncio.Semaphore(_AT_ONCE)
 
@@ -71,7 +72,7 @@ class AssetFetcher:
             try:
                 return await asyncio.wait_for(work, timeout_sec)
             except TimeoutError:
-                raise FetchFailed(f"timed out after {timeout_sec:g} s") from None
+                raise _timed_out(timeout_sec) from None
 
     def close(self) -> None:
         self._session.close()
@@ -82,16 +83,19 @@ class AssetFetcher:
             with self._session.get(
                 url, headers=headers, timeout=timeout_sec, proxies=proxies  # type: ignore[arg-type]
             ) as response:
-                return Fetched(
-                    response.status_code, response.url, list(response.raw.headers.items()),
-                    response.content,
-                )  # fmt: skip
+                headers = [(k, v) for k, v in response.raw.headers.items()
+                           if k.lower() not in _BODY_HEADERS]  # fmt: skip
+                return Fetched(response.status_code, response.url, headers, response.content)
         except requests.Timeout:
-            raise FetchFailed(f"timed out after {timeout_sec:g} s") from None
+            raise _timed_out(timeout_sec) from None
         except requests.exceptions.ProxyError:
             raise FetchFailed("failed (proxy refused or unreachable)") from None
         except requests.RequestException as exc:
             raise FetchFailed(f"failed ({transport_cause(exc)})") from None
+
+
+def _timed_out(timeout_sec: float) -> FetchFailed:
+    return FetchFailed(f"timed out after {timeout_sec:g} s")
 
 
 async def _in_daemon_thread(call: Callable[..., T], *args: Any) -> T:

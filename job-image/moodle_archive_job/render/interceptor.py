@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,13 +96,14 @@ class FetchInterceptor:
         await self._cdp.send("Fetch.disable")
 
     def _paused(self, event: dict[str, Any]) -> None:
-        request = PausedRequest.from_event(event)
-        task = asyncio.get_running_loop().create_task(self._handle(request, self._handler))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._handle(PausedRequest.from_event(event), self._handler))
 
     def _auth_required(self, event: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._answer_challenge(event))
+        self._spawn(self._answer_challenge(event))
+
+    def _spawn(self, answer: Coroutine[Any, Any, None]) -> None:
+        """Events come in synchronously; each answer runs as a task, kept until it ends."""
+        task = asyncio.get_running_loop().create_task(answer)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

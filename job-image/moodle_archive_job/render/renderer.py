@@ -87,7 +87,7 @@ class Renderer:
         cache_bytes = settings.asset_cache_mib * 1024 * 1024
         self.assets = AssetCache(cache_bytes) if cache_bytes > 0 else None
         # Fetches the assets to keep and the scripts to patch (routes.py).
-        self._fetcher: AssetFetcher | None = None
+        self._fetcher = AssetFetcher(settings)
         # Scripts patched so far: a slot's later pages get them from Chromium's memory cache.
         self._patched_scripts: set[str] = set()
         # Playwright gets the proxy without its credentials: interceptor.py answers for them.
@@ -115,7 +115,6 @@ class Renderer:
             self._playwright = None
             raise RenderError(f"Chromium ({executable}) did not start: {first_line(exc)}") from None
         logger.info("Chromium %s started (%s)", self._browser.version, executable)
-        self._fetcher = AssetFetcher(self._settings)
         return self
 
     async def __aexit__(
@@ -124,9 +123,7 @@ class Renderer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._fetcher is not None:
-            self._fetcher.close()
-            self._fetcher = None
+        self._fetcher.close()
         if self._browser is not None:
             try:
                 await self._browser.close()
@@ -154,7 +151,7 @@ class Renderer:
         QUIZ_ARCHIVER_CONTINUE_AFTER_READY_SIGNAL_TIMEOUT is off. When it raises and
         `diagnostics` is given, that folder receives the diagnostics (diagnostics.py).
         """
-        if self._browser is None or not self._browser.is_connected() or self._fetcher is None:
+        if self._browser is None or not self._browser.is_connected():
             raise RenderError("the browser is not running")
         # The pipeline's folder (attempt-<id>) tells concurrent renders apart in the log.
         label = f"render#{next(self._numbers)} {pdf_path.parent.name}"
@@ -193,7 +190,6 @@ class Renderer:
         except PlaywrightError as exc:
             raise RenderError(f"{label}: could not open a page: {first_line(exc)}") from None
         print_incomplete = final and self._settings.allow_incomplete_pages
-        assert self._fetcher is not None
         attempt = _AttemptRender(
             self._settings, slot, label, started, self.assets, self._on_phase, self._fetcher,
             self._patched_scripts,

@@ -6,10 +6,10 @@
   pluginfile or login URLs) come from the job's asset cache: fetched once per job by
   whichever page asks first, then answered from memory (asset_cache, cache_policy). The
   job's `fetcher` (asset_fetcher.py) sends the page's request as it is (its headers, less
-  conditional ones), with its own cookie jars, which a page never sees; no response that
-  sets a cookie is kept (cache_policy). A kept
-  asset is answered with a Cache-Control for the time the asset cache keeps it, so
-  Chromium's memory cache answers the slot's next attempts without pausing the request.
+  conditional ones), with its own cookie jar, which a page never sees; no response that
+  sets a cookie is kept (cache_policy). A kept asset is answered with a Cache-Control for
+  the time the asset cache keeps it, so Chromium's memory cache answers the slot's next
+  attempts without pausing the request.
 * With QUIZ_ARCHIVER_PREVENT_REDIRECT_TO_LOGIN: requests to login/*.php are aborted, and
   Moodle's own scripts lose their "redirect to the login page" snippet (the patched copy is
   what the cache keeps).
@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .asset_cache import AssetCache, CachedAsset, stored_headers
+from .asset_cache import AssetCache, CachedAsset
 from .asset_fetcher import AssetFetcher, Fetched, FetchFailed
 from .cache_policy import carries_secret, is_revisioned, lifetime
 from .interceptor import FetchInterceptor, PausedRequest, wildcard
@@ -208,7 +208,7 @@ class AttemptRoutes:
             raise _NotKept(fetched, body, patched is not None)
         return CachedAsset(
             status=fetched.status,
-            headers=stored_headers(headers),
+            headers=headers,
             body=body,
             patched=patched is not None,
             expires=expires,
@@ -232,8 +232,7 @@ class AttemptRoutes:
             url = loggable_url(request.url)
             self.log.patched_scripts.append(url)
             logger.debug("%s: removed the login redirect from %s", self.log.label, url)
-        headers = [(k, v) for k, v in fetched.headers if k.lower() not in _BODY_HEADERS]
-        await self.interceptor.fulfill(request, fetched.status, headers, body)
+        await self.interceptor.fulfill(request, fetched.status, fetched.headers, body)
 
     async def _fetch_failed(self, request: PausedRequest, failed: FetchFailed) -> None:
         url = loggable_url(request.url)
@@ -243,8 +242,6 @@ class AttemptRoutes:
 
 
 _REPORT_HEADERS = (("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"))
-# The fetcher's body is decoded; these would describe the encoded one.
-_BODY_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
